@@ -1,0 +1,5 @@
+import sys
+
+from mtcp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets, on-disk layouts, synthetic scenes and label-aware transforms."""
