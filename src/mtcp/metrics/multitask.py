@@ -1,0 +1,148 @@
+"""Multi-task performance Δm against single-task references (SPEC §6).
+
+``Δm = (1/T) Σ_t s_t · (M_t − M_t^single) / M_t^single × 100`` (percent), where ``M_t`` is task
+``t``'s *main metric* and ``s_t = +1`` when higher is better, ``−1`` when lower is better.
+Positive Δm means the multi-task model beats the single-task models on average.
+
+Main metrics used in Δm (:data:`DELTA_M_METRICS`, following the MT-CP release):
+
+=============  ============  ====
+task           metric        sign
+=============  ============  ====
+semseg         ``mIoU``      +1
+human_parts    ``mIoU``      +1
+depth          ``rmse``      −1
+normals        ``mean``      −1
+edge           ``odsF``      +1
+sal            ``mIoU``      +1
+=============  ============  ====
+
+Saliency enters Δm through its **mIoU** (the release's choice), although ``maxF`` is the main
+metric reported for model selection in :mod:`mtcp.tasks`; pass ``main_metrics`` to change it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from mtcp.errors import MtcpError
+
+DELTA_M_METRICS: dict[str, tuple[str, int]] = {
+    "semseg": ("mIoU", +1),
+    "human_parts": ("mIoU", +1),
+    "depth": ("rmse", -1),
+    "normals": ("mean", -1),
+    "edge": ("odsF", +1),
+    "sal": ("mIoU", +1),
+}
+
+Results = Mapping[str, Mapping[str, float]]
+
+
+def delta_m_terms(
+    results: Results,
+    references: Results,
+    tasks: Iterable[str] | None = None,
+    main_metrics: Mapping[str, tuple[str, int]] | None = None,
+) -> dict[str, float]:
+    """Per-task signed relative change ``s_t (M_t − M_t^single) / M_t^single × 100`` (percent).
+
+    Args:
+        results: ``{task: {metric: value}}`` of the multi-task model (e.g. ``compute()``).
+        references: the same for the single-task models (see :func:`load_references`).
+        tasks: tasks to include; default: every task of ``results`` that has a main metric.
+        main_metrics: ``{task: (metric, sign)}`` overriding :data:`DELTA_M_METRICS`.
+    """
+    table = {**DELTA_M_METRICS, **(main_metrics or {})}
+    names = list(tasks) if tasks is not None else [t for t in results if t in table]
+    if not names:
+        raise MtcpError(f"Δm: no task with a main metric in the results ({', '.join(results)})")
+    terms: dict[str, float] = {}
+    for task in names:
+        if task not in table:
+            raise MtcpError(f"Δm: task {task!r} has no main metric; known: {', '.join(table)}")
+        metric, sign = table[task]
+        value = _lookup(results, task, metric, "results")
+        ref = _lookup(references, task, metric, "single-task references")
+        if ref == 0 or not math.isfinite(ref):
+            raise MtcpError(f"Δm: single-task reference {task}/{metric} is {ref}, cannot divide")
+        terms[task] = sign * (value - ref) / ref * 100.0
+    return terms
+
+
+def delta_m(
+    results: Results,
+    references: Results,
+    tasks: Iterable[str] | None = None,
+    main_metrics: Mapping[str, tuple[str, int]] | None = None,
+) -> float:
+    """Δm in percent: the mean of :func:`delta_m_terms` over the tasks."""
+    terms = delta_m_terms(results, references, tasks, main_metrics)
+    return sum(terms.values()) / len(terms)
+
+
+def _lookup(table: Results, task: str, metric: str, what: str) -> float:
+    if task not in table:
+        raise MtcpError(f"Δm: task {task!r} missing from the {what} (has: {', '.join(table)})")
+    if metric not in table[task]:
+        raise MtcpError(f"Δm: {what} for task {task!r} have no {metric!r} (main metric)")
+    return float(table[task][metric])
+
+
+def load_references(
+    source: str | Path | Mapping | Iterable[str | Path],
+) -> dict[str, dict[str, float]]:
+    """Single-task references ``{task: {metric: value}}`` from JSON files or a dict.
+
+    ``source`` is a dict, a JSON file, a folder (every ``*.json`` inside) or a list of files,
+    e.g. the metrics files of several single-task ``mtcp`` runs. Each JSON holds either
+    ``{task: {metric: value}}``, the same under a top-level ``"metrics"`` key (an ``mtcp``
+    results file), or ``{task: value}`` giving the task's Δm main metric directly. Files are
+    merged; a task given twice with different values is an error.
+    """
+    if isinstance(source, Mapping):
+        return _parse(source, "the references dict")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not files:
+            raise MtcpError(f"{path}: no *.json single-task results in this folder")
+    else:
+        files = [Path(p) for p in source]
+    merged: dict[str, dict[str, float]] = {}
+    for file in files:
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as err:
+            raise MtcpError(f"{file}: cannot read single-task references as JSON ({err})") from err
+        for task, metrics in _parse(data, str(file)).items():
+            old = merged.setdefault(task, {})
+            for name, value in metrics.items():
+                if name in old and old[name] != value:
+                    raise MtcpError(f"{file}: task {task!r} {name} conflicts with another file")
+                old[name] = value
+    return merged
+
+
+def _parse(data: object, where: str) -> dict[str, dict[str, float]]:
+    if isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping):
+        data = data["metrics"]
+    if not isinstance(data, Mapping):
+        raise MtcpError(f"{where}: expected a JSON object {{task: {{metric: value}}}}")
+    out: dict[str, dict[str, float]] = {}
+    for task, metrics in data.items():
+        if isinstance(metrics, (int, float)) and not isinstance(metrics, bool):
+            if task not in DELTA_M_METRICS:
+                raise MtcpError(f"{where}: task {task!r} has no main metric to assign a value to")
+            metrics = {DELTA_M_METRICS[task][0]: metrics}
+        if not isinstance(metrics, Mapping):
+            raise MtcpError(f"{where}: task {task!r} should map metric names to numbers")
+        out[task] = {
+            str(k): float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    return out

@@ -1,0 +1,219 @@
+"""The metric collection (build_metrics / MultiTaskMetrics) and Δm."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mtcp.errors import MtcpError
+from mtcp.metrics import (
+    DepthMetrics,
+    MultiTaskMetrics,
+    build_metrics,
+    delta_m,
+    delta_m_terms,
+    flatten,
+    get_protocol,
+    load_references,
+)
+
+H, W = 4, 6
+
+
+def _batch(b: int = 2) -> tuple[dict, dict]:
+    g = torch.Generator().manual_seed(1)
+    target = {
+        "semseg": torch.randint(0, 3, (b, H, W), generator=g),
+        "depth": torch.rand(b, 1, H, W, generator=g) * 8 + 0.5,  # some above the 6.5535 cap
+        "normals": F.normalize(torch.randn(b, 3, H, W, generator=g), dim=1),
+        "sal": (torch.rand(b, 1, H, W, generator=g) > 0.5).float(),
+        "labelled": {"semseg": torch.ones(b, dtype=torch.bool)},
+    }
+    outputs = {
+        "semseg": torch.randn(b, 3, H, W, generator=g),
+        "depth": torch.rand(b, 1, H, W, generator=g) * 8,
+        "normals": torch.randn(b, 3, H, W, generator=g),
+        "sal": torch.randn(b, 1, H, W, generator=g),
+        "semseg_s8": torch.randn(b, 3, H, W),  # deep-supervision keys are ignored
+    }
+    return outputs, target
+
+
+def test_collection_matches_individual_metrics_and_protocols_differ() -> None:
+    outputs, batch = _batch()
+    tasks = {"semseg": 3, "depth": 1, "normals": 3, "sal": 1}
+    res = {}
+    for name in ("mtinet", "atrc"):
+        m = build_metrics(tasks, protocol=name, boundary=False, coherence=False)
+        m.update(outputs, batch)
+        res[name] = m.compute()
+        assert set(res[name]) == set(tasks)
+    release = DepthMetrics(max_depth=6.5535)
+    release.update(outputs["depth"], batch["depth"])
+    assert res["mtinet"]["depth"] == release.compute()
+    assert res["atrc"]["depth"]["n_pixels"] > res["mtinet"]["depth"]["n_pixels"]  # no cap
+    assert res["atrc"]["sal"] != res["mtinet"]["sal"]
+    assert res["atrc"]["normals"]["mean"] == pytest.approx(res["mtinet"]["normals"]["mean"])
+    assert res["atrc"]["semseg"] == res["mtinet"]["semseg"]
+
+
+def test_collection_sigmoid_for_saliency_and_reset() -> None:
+    target = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)
+    logits = torch.tensor([8.0, -8.0, -8.0, -8.0]).view(1, 1, 2, 2)
+    m = build_metrics({"sal": 1}, boundary=False, coherence=False)
+    m.update({"sal": logits}, {"sal": target})
+    # probabilities ~1 / ~0: TP1 FN1 -> P=1, R=1/2, F=2/3 at every threshold
+    assert m.compute()["sal"]["maxF"] == pytest.approx(2 / 3)
+    m.reset()
+    m.update({"sal": torch.full_like(logits, -8.0)}, {"sal": target})
+    assert m.compute()["sal"]["maxF"] == pytest.approx(0.0)
+
+
+def test_collection_skips_unlabelled_samples() -> None:
+    outputs, batch = _batch(3)
+    batch["labelled"] = {"depth": torch.tensor([True, False, True])}
+    m = build_metrics({"depth": 1}, boundary=False, coherence=False)
+    m.update(outputs, batch)
+    ref = DepthMetrics()
+    ref.update(outputs["depth"][[0, 2]], batch["depth"][[0, 2]])
+    assert m.compute()["depth"] == ref.compute()
+    batch["labelled"] = {"depth": torch.zeros(3, dtype=torch.bool)}
+    m.reset()
+    m.update(outputs, batch)
+    assert m.compute()["depth"]["n_pixels"] == 0
+
+
+def test_collection_errors_and_details() -> None:
+    outputs, batch = _batch()
+    m = build_metrics({"semseg": 3}, boundary=False, coherence=False)
+    with pytest.raises(MtcpError, match="differs from target size"):
+        m.update({"semseg": outputs["semseg"][..., :3]}, batch)
+    with pytest.raises(MtcpError, match="no 'semseg'"):
+        m.update({}, batch)
+    with pytest.raises(MtcpError, match="unknown metric protocol"):
+        build_metrics({"depth": 1}, protocol="nope")
+    with pytest.raises(MtcpError, match="unknown protocol setting"):
+        build_metrics({"depth": 1}, depth_cap=3)
+    m.update(outputs, batch)
+    assert set(m.details()["semseg"]) == {"per_class_iou", "absent_classes"}
+    assert "depth cap 6.5535 m" in m.describe()
+    assert get_protocol("mtinet", depth_max=None).describe().count("depth cap none") == 1
+    assert flatten({"depth": {"rmse": 1.0}}) == {"depth/rmse": 1.0}
+
+
+def test_edge_delegates_to_boundary_f(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict = {}
+
+    class FakeBoundaryF(DepthMetrics):  # any torchmetrics Metric will do
+        def __init__(self, max_dist: float, n_thresholds: int, thin: bool) -> None:
+            super().__init__()
+            calls["init"] = (max_dist, n_thresholds, thin)
+
+        def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+            calls["preds"] = preds
+
+        def compute(self) -> dict:
+            return {"odsF": 0.5, "oisF": 0.6, "AP": 0.7}
+
+    fake = types.ModuleType("mtcp.metrics.boundary")
+    fake.BoundaryF = FakeBoundaryF
+    monkeypatch.setitem(sys.modules, "mtcp.metrics.boundary", fake)
+    m = build_metrics({"edge": 1}, dataset="pascal", coherence=False)
+    logits = torch.randn(1, 1, H, W)
+    m.update({"edge": logits}, {"edge": torch.zeros(1, 1, H, W)})
+    assert calls["init"] == (0.0075, 99, True)
+    torch.testing.assert_close(calls["preds"], logits.sigmoid())
+    assert m.compute() == {"edge": {"odsF": 0.5, "oisF": 0.6, "AP": 0.7}}
+    assert build_metrics({"edge": 1}, boundary=False).compute() == {}
+
+
+def test_missing_boundary_or_coherence_fails_only_when_requested(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "mtcp.metrics.boundary", None)  # import fails
+    monkeypatch.setitem(sys.modules, "mtcp.metrics.coherence", None)
+    with pytest.raises(MtcpError, match=r"boundary=False"):
+        build_metrics({"edge": 1, "depth": 1}, coherence=False)
+    with pytest.raises(MtcpError, match=r"coherence=False"):
+        build_metrics({"depth": 1, "normals": 3}, boundary=False)
+    assert isinstance(build_metrics({"depth": 1, "sal": 1}), MultiTaskMetrics)
+
+
+def test_coherence_metrics_see_outputs_and_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list = []
+
+    class FakeCoherence(DepthMetrics):
+        def update(self, outputs: dict, batch: dict) -> None:
+            seen.append((type(self).__name__, sorted(outputs), "intrinsics" in batch))
+
+        def compute(self) -> dict:
+            return {"pooled": 3.0}
+
+    fake = types.ModuleType("mtcp.metrics.coherence")
+    fake.DepthNormalCoherence = type("DepthNormalCoherence", (FakeCoherence,), {})
+    fake.BoundaryCoherence = type("BoundaryCoherence", (FakeCoherence,), {})
+    monkeypatch.setitem(sys.modules, "mtcp.metrics.coherence", fake)
+    outputs, batch = _batch()
+    batch["intrinsics"] = torch.ones(2, 4)
+    m = build_metrics({"semseg": 3, "depth": 1, "normals": 3}, boundary=False)
+    m.update(outputs, batch)
+    assert {s[0] for s in seen} == {"DepthNormalCoherence", "BoundaryCoherence"}
+    assert all(s[2] and "depth" in s[1] for s in seen)
+    res = m.compute()
+    assert res["coherence"] == {"depth_normal_pooled": 3.0, "boundary_pooled": 3.0}
+    assert set(build_metrics({"depth": 1, "sal": 1}).compute()) == {"depth", "sal"}
+
+
+# ----------------------------------------------------------------------------- Δm
+
+
+def test_delta_m_hand_value_and_saliency_uses_miou() -> None:
+    results = {
+        "semseg": {"mIoU": 0.5},
+        "depth": {"rmse": 0.5},
+        "sal": {"maxF": 0.9, "mIoU": 0.6},
+        "coherence": {"x": 1.0},  # no main metric: left out
+    }
+    refs = {"semseg": {"mIoU": 0.4}, "depth": {"rmse": 0.6}, "sal": {"maxF": 0.5, "mIoU": 0.6}}
+    terms = delta_m_terms(results, refs)
+    assert terms == pytest.approx({"semseg": 25.0, "depth": 100 / 6, "sal": 0.0})
+    assert delta_m(results, refs) == pytest.approx((25 + 100 / 6 + 0) / 3)
+    assert delta_m(results, refs, tasks=["depth"]) == pytest.approx(100 / 6)
+    with_maxf = delta_m(results, refs, tasks=["sal"], main_metrics={"sal": ("maxF", 1)})
+    assert with_maxf == pytest.approx(80.0)
+
+
+def test_delta_m_errors() -> None:
+    with pytest.raises(MtcpError, match="'depth' missing from the single-task"):
+        delta_m({"depth": {"rmse": 1.0}}, {"semseg": {"mIoU": 0.3}})
+    with pytest.raises(MtcpError, match="cannot divide"):
+        delta_m({"depth": {"rmse": 1.0}}, {"depth": {"rmse": 0.0}})
+    with pytest.raises(MtcpError, match="no 'mean'"):
+        delta_m({"normals": {"mean": 1.0}}, {"normals": {"median": 2.0}})
+
+
+def test_load_references_file_folder_and_dict(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "stl_semseg.json").write_text(json.dumps({"metrics": {"semseg": {"mIoU": 0.4}}}))
+    (runs / "stl_depth.json").write_text(json.dumps({"depth": {"rmse": 0.6, "log_rmse": 0.2}}))
+    refs = load_references(runs)
+    assert refs == {"semseg": {"mIoU": 0.4}, "depth": {"rmse": 0.6, "log_rmse": 0.2}}
+    assert load_references(runs / "stl_depth.json")["depth"]["rmse"] == 0.6
+    assert load_references({"normals": 20.0}) == {"normals": {"mean": 20.0}}
+    results = {"semseg": {"mIoU": 0.5}, "depth": {"rmse": 0.5}}
+    assert math.isclose(delta_m(results, refs), (25 + 100 / 6) / 2)
+    (runs / "other.json").write_text(json.dumps({"depth": {"rmse": 0.7}}))
+    with pytest.raises(MtcpError, match="conflicts"):
+        load_references(runs)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(MtcpError, match=r"bad\.json"):
+        load_references(bad)
