@@ -1,0 +1,69 @@
+"""NYUD-v2 in its two on-disk layouts (SPEC §2.1): NYUD_MT and the ATRC ``NYUDv2``.
+
+Both keep ``images/``, one folder per task and ``gt_sets/{train,val}.txt`` (``val`` is the
+standard 654-image test split); the file paths are those of :mod:`mtcp.data.layouts`. They
+differ in file formats:
+
+=============  =========================  ===================================
+task           NYUD_MT                    NYUDv2 (ATRC lineage)
+=============  =========================  ===================================
+image          ``images/<id>.jpg``        ``images/<id>.png``
+semseg         ``segmentation/<id>.png``  ``segmentation/<id>.png``
+depth          ``depth/<id>.npy``         ``depth/<id>.npy``
+normals        ``normals/<id>.npy``       ``normals/<id>.png`` (2·v/255 − 1)
+edge           ``edge/<id>.npy`` (0/1)    ``edge/<id>.png`` (0/255)
+=============  =========================  ===================================
+
+Semseg files store ``0`` = void and ``1..40`` = classes; samples hold ``0..39`` and void as
+255. Normals files are taken to be in mtcp's camera frame (x right, y down, z forward).
+Samples carry the NYUD Kinect intrinsics scaled to the image size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from mtcp.data import layouts
+from mtcp.data.base import (
+    FolderDataset,
+    decode_binary,
+    decode_depth,
+    decode_npy_normals,
+    decode_png_normals,
+    read_npy,
+    read_png,
+    shift_void,
+)
+from mtcp.data.camera import nyud_intrinsics
+
+
+class NYUDDataset(FolderDataset):
+    """NYUD-v2 in the NYUD_MT layout (jpg images, npy depth/normals/edge)."""
+
+    layout = "NYUD_MT"
+    file_layout = layouts.NYUD_MT
+    default_classes: ClassVar[dict[str, int]] = {"semseg": 40}
+
+    def decode(self, task: str, path: Path, size: tuple[int, int]) -> np.ndarray:
+        png = path.suffix == ".png"
+        value = read_png(path, task) if png else read_npy(path, task)
+        if task == "semseg":
+            return shift_void(value, self.tasks[task], path, task)
+        if task == "depth":
+            return decode_depth(value, path)
+        if task == "normals":
+            return decode_png_normals(value, path) if png else decode_npy_normals(value, path)
+        return decode_binary(value, path, task, png=png)
+
+    def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
+        return nyud_intrinsics(size)
+
+
+class NYUDv2Dataset(NYUDDataset):
+    """NYUD-v2 in the ATRC ``NYUDv2`` layout (png images, png normals and edges)."""
+
+    layout = "NYUDv2"
+    file_layout = layouts.NYUDV2
