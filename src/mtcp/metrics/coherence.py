@@ -1,0 +1,443 @@
+"""Cross-task coherence metrics (SPEC §7): do the predicted maps describe one consistent scene?
+
+Camera frame of :mod:`mtcp.tasks`: x right, y down, z forward; pixel ``(v, u)`` (row, column)
+of depth ``z`` (metres along z) back-projects to ``P = ((u - cx) z / fx, (v - cy) z / fy, z)``
+with intrinsics ``fx, fy, cx, cy`` in pixels of the image.
+
+**Depth–normal coherence** (degrees, lower is better, 0 = ideal):
+``angle = atan2(|n_d × n|, n_d · n)`` between the normal ``n`` of the normals map (L2-normalised)
+and the normal ``n_d`` implied by the depth map (:func:`normals_from_depth`), averaged over the
+*counted* pixels: depth locally smooth (below) and ``n`` non-zero. Per image: the mean over its
+counted pixels (NaN without any); pooled (``mean``): the sum over all images' counted pixels
+divided by their number, so large smooth images weigh more; ``image_mean``: the mean of the
+per-image values. Images whose intrinsics are not finite cannot be back-projected: they are
+skipped and counted in ``n_skipped``.
+
+*Locally smooth* pixel: it and its 4 neighbours have a valid depth (finite, > 0), and the
+second differences of the inverse depth ``w = 1/z`` along rows and columns are small:
+``|w(u+1) - 2 w(u) + w(u-1)| <= smooth_tol * w(u)`` (same along v). Inverse depth is affine in
+the pixel coordinates on any plane, so planes of every orientation are smooth, while occlusion
+boundaries (and the pixel on each side of them) are not. Image-border pixels are never counted.
+
+**Boundary coherence** (F-score in ``[0, 1]``, higher is better): the semantic boundaries of the
+segmentation against the geometric discontinuities of depth and normals, matched one-to-one
+within ``tolerance_px`` pixels (:mod:`mtcp.metrics._matching`). For a 4-neighbour pair ``(a, b)``:
+
+* semantic boundary: both labels are not ignore (255) and differ;
+* depth discontinuity: both depths valid and the inverse-depth step ``d = w_b - w_a`` differs
+  from the step on each side of the pair that exists (``w_a - w_a'`` before, ``w_b' - w_b``
+  after) by more than ``depth_jump * min(w_a, w_b)``: steps that continue a plane, however
+  oblique, do not count, occlusions do;
+* normal discontinuity: both normals non-zero and at an angle above ``normal_jump_deg``
+  (creases, e.g. a room corner or a box edge).
+
+The pixel of the pair nearer to the camera (smaller depth; ties: the top/left one) is marked, in
+both maps alike. With ``m`` matches, ``S`` semantic and ``G`` geometric boundary pixels:
+``F = 2 m / (S + G)`` (1 when both are empty). Pooled ``F``: ``2 Σm / (ΣS + ΣG)`` over images;
+``image_mean``: mean of the per-image ``F``. Semantic boundaries without geometry (a picture
+on a wall) and creases inside one class (two walls) cap the score below 1 even for exact labels;
+score the targets (``from_targets=True``) for the attainable level.
+
+The functions accept torch tensors in the batched conventions of :mod:`mtcp.tasks` (or one
+image without the batch dimension) and numpy arrays of one image in the raw-sample layout
+(depth ``[H, W]``, normals ``[H, W, 3]``); for a single image they return a float.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from mtcp.errors import MtcpError
+from mtcp.metrics._matching import match_count
+from mtcp.tasks import IGNORE_INDEX
+
+
+def _depth4(depth) -> tuple[torch.Tensor, bool]:
+    """Depth as float64 ``[B, 1, H, W]`` and whether a single image was given."""
+    d = torch.as_tensor(depth).detach().double()
+    if d.dim() == 2 or (d.dim() == 3 and d.shape[0] == 1):
+        return d.reshape(1, 1, *d.shape[-2:]), True
+    if d.dim() != 4 or d.shape[1] != 1:
+        raise MtcpError(f"coherence: depth must be [B, 1, H, W] metres, got {tuple(d.shape)}")
+    return d, False
+
+
+def _normals4(normals) -> torch.Tensor:
+    """Normals as float64 ``[B, 3, H, W]`` (numpy ``[H, W, 3]`` is one raw-layout image)."""
+    if isinstance(normals, np.ndarray) and normals.ndim == 3 and normals.shape[-1] == 3:
+        normals = np.moveaxis(normals, -1, 0)
+    n = torch.as_tensor(normals).detach().double()
+    n = n[None] if n.dim() == 3 else n
+    if n.dim() != 4 or n.shape[1] != 3:
+        raise MtcpError(f"coherence: normals must be [B, 3, H, W], got {tuple(n.shape)}")
+    return n
+
+
+def _intrinsics2(intrinsics, batch: int) -> torch.Tensor:
+    k = torch.as_tensor(intrinsics).detach().double().reshape(-1, 4)
+    if k.shape[0] == 1 and batch > 1:
+        k = k.expand(batch, 4)
+    if k.shape[0] != batch:
+        raise MtcpError(f"coherence: expected intrinsics [{batch}, 4] (fx, fy, cx, cy)")
+    return k
+
+
+def _angle_deg(a: torch.Tensor, b: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Angle in degrees between vectors along ``dim`` (accurate near 0, unlike arccos)."""
+    cross = torch.linalg.vector_norm(torch.cross(a, b, dim=dim), dim=dim)
+    return torch.rad2deg(torch.atan2(cross, (a * b).sum(dim)))
+
+
+def normals_from_depth(
+    depth, intrinsics, smooth_tol: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Surface normals implied by a depth map, and where that surface is locally smooth.
+
+    Args:
+        depth: ``[B, 1, H, W]`` metres (0 or non-finite = invalid).
+        intrinsics: ``[B, 4]`` fx, fy, cx, cy in pixels.
+        smooth_tol: relative bound on the inverse-depth second differences (module docstring).
+
+    Returns:
+        ``normals`` float64 ``[B, 3, H, W]``: unit vectors from the cross product of the central
+        3-D tangents along v and u, oriented towards the camera (``n · P < 0``), zero where a
+        tangent is missing; ``smooth`` bool ``[B, 1, H, W]``.
+    """
+    z, _ = _depth4(depth)
+    b, _, h, w = z.shape
+    k = _intrinsics2(intrinsics, b).to(z.device)
+    fx, fy, cx, cy = (k[:, i].view(b, 1, 1) for i in range(4))
+    z = z[:, 0]
+    valid = torch.isfinite(z) & (z > 0)
+    z = torch.where(valid, z, torch.zeros_like(z))
+    u = torch.arange(w, dtype=z.dtype, device=z.device).view(1, 1, w)
+    v = torch.arange(h, dtype=z.dtype, device=z.device).view(1, h, 1)
+    p = torch.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], 1)  # [B, 3, H, W]
+    t_u = torch.zeros_like(p)
+    t_v = torch.zeros_like(p)
+    t_u[..., 1:-1] = p[..., 2:] - p[..., :-2]
+    t_v[..., 1:-1, :] = p[..., 2:, :] - p[..., :-2, :]
+    n = torch.cross(t_v, t_u, dim=1)
+    n = n * -torch.sign((n * p).sum(1, keepdim=True))  # towards the camera
+    n = torch.nn.functional.normalize(n, dim=1)
+
+    inv = torch.where(valid, 1.0 / z.clamp_min(1e-12), torch.zeros_like(z))
+    ok = torch.zeros_like(valid)
+    core = (slice(None), slice(1, -1), slice(1, -1))
+    ok[core] = (
+        valid[core]
+        & valid[:, :-2, 1:-1]
+        & valid[:, 2:, 1:-1]
+        & valid[:, 1:-1, :-2]
+        & valid[:, 1:-1, 2:]
+    )
+    bound = smooth_tol * inv[core]
+    d2u = (inv[:, 1:-1, 2:] - 2 * inv[core] + inv[:, 1:-1, :-2]).abs()
+    d2v = (inv[:, 2:, 1:-1] - 2 * inv[core] + inv[:, :-2, 1:-1]).abs()
+    ok[core] &= (d2u <= bound) & (d2v <= bound)
+    n = n * ok[:, None]
+    return n, ok[:, None]
+
+
+def _coherence_sums(
+    depth, normals, intrinsics, smooth_tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: sum of angles (degrees) over counted pixels and their number, ``[B]`` each."""
+    n_d, smooth = normals_from_depth(depth, intrinsics, smooth_tol)
+    n = _normals4(normals).to(n_d.device)
+    counted = smooth[:, 0] & (torch.linalg.vector_norm(n, dim=1) > 0)
+    angle = torch.where(counted, _angle_deg(n_d, n), torch.zeros_like(counted, dtype=n.dtype))
+    return angle.sum((1, 2)), counted.sum((1, 2))
+
+
+def depth_normal_coherence(depth, normals, intrinsics, smooth_tol: float = 0.01):
+    """Per-image mean angle (degrees) between ``normals`` and the normals implied by ``depth``.
+
+    Args:
+        depth: ``[B, 1, H, W]`` metres (or one image, see the module docstring).
+        normals: ``[B, 3, H, W]`` camera-frame vectors (normalised here; zero = not counted).
+        intrinsics: ``[B, 4]`` (or ``[4]``) fx, fy, cx, cy in pixels.
+        smooth_tol: see :func:`normals_from_depth`.
+
+    Returns:
+        float64 ``[B]`` (a float for one image); NaN where no pixel is counted or the
+        intrinsics are not finite.
+    """
+    z, single = _depth4(depth)
+    k = _intrinsics2(intrinsics, z.shape[0])
+    sums, counts = _coherence_sums(z, normals, k, smooth_tol)
+    out = sums / counts.clamp_min(1)
+    out[(counts == 0) | ~torch.isfinite(k).all(1).to(out.device)] = float("nan")
+    return float(out[0]) if single else out
+
+
+# Index pairs (first, second) of the 4-neighbour pairs of ``x [..., H, W]``: vertical, horizontal.
+_PAIRS = (
+    ((..., slice(None, -1), slice(None)), (..., slice(1, None), slice(None))),
+    ((..., slice(None), slice(None, -1)), (..., slice(None), slice(1, None))),
+)
+
+
+def _mark_nearer(changes: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """Mark, for every pair flagged in ``changes`` (vertical, horizontal), its nearer pixel."""
+    out = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+    for (a, b), change in zip(_PAIRS, changes):
+        first = z[a] <= z[b]
+        out[a] |= change & first
+        out[b] |= change & ~first
+    return out
+
+
+def semantic_boundaries(semseg, depth, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """bool ``[B, H, W]``: label changes between 4-neighbours (ignore excluded), nearer pixel."""
+    s = torch.as_tensor(semseg).detach()
+    s = s[None] if s.dim() == 2 else s
+    z = _depth4(depth)[0][:, 0]
+    changes = [(s[a] != s[b]) & (s[a] != ignore_index) & (s[b] != ignore_index) for a, b in _PAIRS]
+    return _mark_nearer(changes, z)
+
+
+def geometric_discontinuities(
+    depth, normals=None, depth_jump: float = 0.05, normal_jump_deg: float = 30.0
+) -> torch.Tensor:
+    """bool ``[B, H, W]``: depth and (if given) normal discontinuities, nearer pixel marked."""
+    z = _depth4(depth)[0][:, 0]
+    valid = torch.isfinite(z) & (z > 0)
+    inv = torch.where(valid, 1.0 / z.clamp_min(1e-12), torch.zeros_like(z))
+    n = None if normals is None else _normals4(normals).to(z.device)
+    changes = []
+    for axis, (a, b) in zip((1, 2), _PAIRS):
+        step = inv[b] - inv[a]
+        both = valid[a] & valid[b]
+        bound = depth_jump * torch.minimum(inv[a], inv[b])
+        jump = both & (step.abs() > bound)
+        # A step that continues the step just before or just after it (a plane) is no jump.
+        for shift in (-1, 1):
+            side = torch.roll(step, shift, dims=axis)
+            side_ok = torch.roll(both, shift, dims=axis)
+            edge = [slice(None)] * 3
+            edge[axis] = 0 if shift == 1 else -1
+            side_ok[tuple(edge)] = False  # rolled in from the other end
+            jump &= ~side_ok | ((step - side).abs() > bound)
+        if n is not None:
+            na, nb = n[a], n[b]
+            has = (na.norm(dim=1) > 0) & (nb.norm(dim=1) > 0)
+            jump |= has & (_angle_deg(na, nb) > normal_jump_deg)
+        changes.append(jump)
+    return _mark_nearer(changes, z)
+
+
+def _boundary_counts(
+    semseg,
+    depth,
+    normals,
+    intrinsics,
+    tolerance_px: float,
+    depth_jump: float,
+    normal_jump_deg: float,
+    ignore_index: int,
+) -> torch.Tensor:
+    """int64 ``[B, 3]``: matches, semantic and geometric boundary pixels of every image."""
+    z, _ = _depth4(depth)
+    if normals is None and intrinsics is not None:
+        k = _intrinsics2(intrinsics, z.shape[0])
+        if torch.isfinite(k).all():
+            normals = normals_from_depth(z, k)[0]
+    sem = semantic_boundaries(semseg, z, ignore_index).cpu().numpy()
+    geo = geometric_discontinuities(z, normals, depth_jump, normal_jump_deg).cpu().numpy()
+    counts = [
+        (match_count(s, g, tolerance_px), int(s.sum()), int(g.sum())) for s, g in zip(sem, geo)
+    ]
+    return torch.tensor(counts, dtype=torch.int64).reshape(-1, 3)
+
+
+def _f_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    counts = counts.double()
+    total = counts[..., 1] + counts[..., 2]
+    return torch.where(total > 0, 2 * counts[..., 0] / total.clamp_min(1), torch.ones_like(total))
+
+
+def boundary_coherence(
+    semseg,
+    depth,
+    normals=None,
+    intrinsics=None,
+    tolerance_px: float = 2.0,
+    depth_jump: float = 0.05,
+    normal_jump_deg: float = 30.0,
+    ignore_index: int = IGNORE_INDEX,
+):
+    """Per-image F-score between segmentation boundaries and depth/normal discontinuities.
+
+    Args:
+        semseg: class ids ``[B, H, W]`` (argmax of the logits), ``ignore_index`` ignored.
+        depth: ``[B, 1, H, W]`` metres.
+        normals: optional ``[B, 3, H, W]``; when None and ``intrinsics`` are finite, the
+            normals implied by the depth are used for creases.
+        intrinsics: optional ``[B, 4]`` fx, fy, cx, cy.
+        tolerance_px: matching distance in pixels.
+        depth_jump, normal_jump_deg: discontinuity thresholds (module docstring).
+
+    Returns:
+        float64 ``[B]`` (a float for one image), in ``[0, 1]``.
+    """
+    single = torch.as_tensor(semseg).dim() == 2
+    counts = _boundary_counts(
+        semseg,
+        depth,
+        normals,
+        intrinsics,
+        tolerance_px,
+        depth_jump,
+        normal_jump_deg,
+        ignore_index,
+    )
+    f = _f_from_counts(counts)
+    return float(f[0]) if single else f
+
+
+def _source(outputs: dict, batch: dict, from_targets: bool, key: str) -> torch.Tensor:
+    src = batch if from_targets else outputs
+    if key not in src:
+        where = "batch" if from_targets else "model outputs"
+        raise MtcpError(f"coherence: task {key!r} is missing from the {where}")
+    return src[key]
+
+
+def _batch_intrinsics(batch: dict, n: int, device) -> torch.Tensor:
+    if "intrinsics" not in batch:
+        raise MtcpError("coherence: the batch has no 'intrinsics' (fx, fy, cx, cy per image)")
+    return torch.as_tensor(batch["intrinsics"]).reshape(n, 4).to(device)
+
+
+class DepthNormalCoherence(Metric):
+    """Depth–normal coherence in degrees (module docstring), pooled and per image.
+
+    ``update(outputs, batch)`` reads ``depth`` and ``normals`` from the model outputs (or from
+    the batch when ``from_targets=True``) and ``batch["intrinsics"]``; images with non-finite
+    intrinsics are skipped. ``compute()`` returns ``mean`` (pixel-pooled), ``image_mean``,
+    ``n_images`` (scored) and ``n_skipped``; ``per_image()`` gives the per-image means.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, from_targets: bool = False, smooth_tol: float = 0.01, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.from_targets = bool(from_targets)
+        self.smooth_tol = float(smooth_tol)
+        self.add_state("angle_sum", default=[], dist_reduce_fx="cat")
+        self.add_state("n_pixels", default=[], dist_reduce_fx="cat")
+        self.add_state(
+            "n_skipped", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum"
+        )
+
+    def update(self, outputs: dict, batch: dict) -> None:
+        """Add a batch (see the class docstring)."""
+        depth = _source(outputs, batch, self.from_targets, "depth")
+        normals = _source(outputs, batch, self.from_targets, "normals")
+        k = _batch_intrinsics(batch, depth.shape[0], depth.device)
+        ok = torch.isfinite(k).all(1)
+        self.n_skipped += int((~ok).sum())
+        if ok.any():
+            sums, counts = _coherence_sums(depth[ok], normals[ok], k[ok], self.smooth_tol)
+            self.angle_sum.append(sums.to(self.device))
+            self.n_pixels.append(counts.to(self.device))
+
+    def per_image(self) -> torch.Tensor:
+        """float64 ``[N]``: mean angle (degrees) of each scored image, NaN without pixels."""
+        if isinstance(self.angle_sum, list) and not self.angle_sum:
+            return torch.zeros(0, dtype=torch.float64)
+        sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
+        return torch.where(counts > 0, sums / counts.clamp_min(1), float("nan"))
+
+    def compute(self) -> dict[str, float]:
+        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_skipped``."""
+        per = self.per_image()
+        if per.numel():
+            sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
+            mean = float(sums.sum() / counts.sum()) if counts.sum() > 0 else math.nan
+        else:
+            mean = math.nan
+        scored = per[~per.isnan()]
+        return {
+            "mean": mean,
+            "image_mean": float(scored.mean()) if scored.numel() else math.nan,
+            "n_images": int(per.numel()),
+            "n_skipped": int(self.n_skipped),
+        }
+
+
+class BoundaryCoherence(Metric):
+    """Boundary coherence F-score (module docstring), pooled and per image.
+
+    ``update(outputs, batch)`` reads ``semseg`` (logits ``[B, C, H, W]``, argmax taken; class
+    ids when ``from_targets=True``), ``depth`` and, when present and ``use_normals``,
+    ``normals``; without normals, finite ``batch["intrinsics"]`` give the normals implied by the
+    depth, otherwise only depth discontinuities count. ``compute()`` returns ``F`` (pooled),
+    ``image_mean`` and ``n_images``; ``per_image()`` gives the per-image F.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(
+        self,
+        from_targets: bool = False,
+        tolerance_px: float = 2.0,
+        depth_jump: float = 0.05,
+        normal_jump_deg: float = 30.0,
+        use_normals: bool = True,
+        ignore_index: int = IGNORE_INDEX,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.from_targets = bool(from_targets)
+        self.tolerance_px = float(tolerance_px)
+        self.depth_jump = float(depth_jump)
+        self.normal_jump_deg = float(normal_jump_deg)
+        self.use_normals = bool(use_normals)
+        self.ignore_index = int(ignore_index)
+        self.add_state("counts", default=[], dist_reduce_fx="cat")
+
+    def update(self, outputs: dict, batch: dict) -> None:
+        """Add a batch (see the class docstring)."""
+        semseg = _source(outputs, batch, self.from_targets, "semseg")
+        if semseg.is_floating_point() and semseg.dim() == 4:
+            semseg = semseg.argmax(1)
+        depth = _source(outputs, batch, self.from_targets, "depth")
+        src = batch if self.from_targets else outputs
+        normals = src.get("normals") if self.use_normals else None
+        intrinsics = batch.get("intrinsics") if self.use_normals else None
+        counts = _boundary_counts(
+            semseg,
+            depth,
+            normals,
+            intrinsics,
+            self.tolerance_px,
+            self.depth_jump,
+            self.normal_jump_deg,
+            self.ignore_index,
+        )
+        self.counts.append(counts.to(self.device))
+
+    def per_image(self) -> torch.Tensor:
+        """float64 ``[N]``: F of each image."""
+        if isinstance(self.counts, list) and not self.counts:
+            return torch.zeros(0, dtype=torch.float64)
+        return _f_from_counts(dim_zero_cat(self.counts))
+
+    def compute(self) -> dict[str, float]:
+        """``F`` (pooled), ``image_mean`` and ``n_images``."""
+        per = self.per_image()
+        if not per.numel():
+            return {"F": math.nan, "image_mean": math.nan, "n_images": 0}
+        pooled = _f_from_counts(dim_zero_cat(self.counts).sum(0))
+        return {"F": float(pooled), "image_mean": float(per.mean()), "n_images": int(per.numel())}
