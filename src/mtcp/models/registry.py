@@ -1,0 +1,192 @@
+"""Named model presets and :func:`create_model` (timm-like).
+
+=================  =========================================================================
+preset             architecture
+=================  =========================================================================
+``mtcp_tiny``      MT-CP, timm ConvNeXt-atto + FPN, narrow decoders (32/64/128), CFM at 1/8
+``mtcp_base``      MT-CP, timm ConvNeXt-S + FPN pixel decoder, paper-sized decoders
+``mtcp_paper``     MT-CP as released: Hugging Face Mask2Former Swin-S, paper-sized decoders
+``stl_<size>``     single-task baseline (exactly one task): backbone + one decoder + head
+``hps_<size>``     hard-sharing baseline: backbone + one plain head per task
+=================  =========================================================================
+
+``<size>`` is ``tiny``, ``base`` or ``paper`` (the backbone and widths of ``mtcp_<size>``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtcp.errors import MtcpError
+from mtcp.models.base import DenseModel
+from mtcp.models.baselines import HardSharing
+from mtcp.models.mtcp import MTCP
+from mtcp.tasks import resolve_tasks
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered model: the class to build and its default keyword arguments."""
+
+    cls: Callable[..., DenseModel]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    num_tasks: int | None = None  # exact number of tasks required, None = any
+    description: str = ""
+
+
+_PRESETS: dict[str, Preset] = {}
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "backbone": "convnext_atto",
+        "channels": 32,
+        "decoder_dims": [32, 64, 128],
+        "decoder_depths": [1, 1, 1],
+        "cfm_stride": 8,
+    },
+    "base": {
+        "backbone": "convnext_small",
+        "channels": 256,
+        "decoder_dims": [256, 512, 1024],
+        "decoder_depths": [1, 2, 1],
+        "cfm_stride": 4,
+    },
+    "paper": {
+        "backbone": "mask2former_swin_small",
+        "channels": 256,
+        "decoder_dims": [256, 512, 1024],
+        "decoder_depths": [1, 2, 1],
+        "cfm_stride": 4,
+    },
+}
+_SHARED_KEYS = ("backbone", "channels")
+
+
+def register_model(name: str, preset: Preset) -> None:
+    """Register ``preset`` under ``name`` (replacing an earlier one of that name)."""
+    _PRESETS[name] = preset
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered models, optionally filtered by a shell-style pattern."""
+    names = sorted(_PRESETS)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _accepted(cls: Callable[..., Any]) -> list[str]:
+    params = inspect.signature(cls).parameters
+    return [p for p in params if p not in ("self", "tasks", "pretrained")]
+
+
+def create_model(
+    name: str,
+    tasks: Iterable[str] | Mapping[str, int],
+    pretrained: bool = False,
+    weights: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> DenseModel:
+    """Build the registered model ``name`` for ``tasks``.
+
+    Args:
+        name: a preset from :func:`list_models`.
+        tasks: task names or ``{task: channels}`` (see :func:`mtcp.tasks.resolve_tasks`).
+        pretrained: load the backbone's timm / Hugging Face weights (needs the network or a
+            local cache; ``mtcp_paper`` loads facebook/mask2former-swin-small-ade-semantic).
+        weights: a local ``.safetensors`` file or a ``torch.save`` state dict (a Lightning
+            checkpoint's ``state_dict`` is accepted) loaded into the whole model.
+        **overrides: any constructor argument of the preset's class (e.g. ``cfm=False``,
+            ``cfm_stride=8``, ``channels=128``), see :class:`mtcp.models.mtcp.MTCP`.
+
+    Returns:
+        the model, with ``.tasks`` ``{task: channels}`` and ``.config`` such that
+        ``create_model(**model.config)`` rebuilds the same architecture.
+    """
+    if name not in _PRESETS:
+        raise MtcpError(f"unknown model {name!r}; accepted: {', '.join(list_models())}")
+    preset = _PRESETS[name]
+    resolved = resolve_tasks(tasks)
+    if preset.num_tasks is not None and len(resolved) != preset.num_tasks:
+        raise MtcpError(
+            f"model {name!r} takes exactly {preset.num_tasks} task(s); got {list(resolved)}"
+        )
+    accepted = _accepted(preset.cls)
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise MtcpError(
+            f"unknown option(s) {unknown} for model {name!r}; accepted: {', '.join(accepted)}"
+        )
+    kwargs = _jsonable({**preset.defaults, **overrides})
+    model = preset.cls(tasks=resolved, pretrained=pretrained, **kwargs)
+    model.config = {"name": name, "tasks": dict(model.tasks), **kwargs}
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a local ``.safetensors`` / ``torch.save`` state dict into ``model`` (strict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MtcpError(f"weights file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MtcpError(f"cannot read weights file {str(path)!r}: {err}") from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise MtcpError(f"weights file {str(path)!r} does not hold a state dict")
+    if state and all(k.startswith("model.") for k in state):  # e.g. a LightningModule's .model
+        state = {k[len("model.") :]: v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise MtcpError(
+            f"weights file {str(path)!r} does not match the model: "
+            f"{len(result.missing_keys)} missing key(s) {result.missing_keys[:5]}, "
+            f"{len(result.unexpected_keys)} unexpected key(s) {result.unexpected_keys[:5]}"
+        )
+
+
+for _size, _defaults in SIZES.items():
+    register_model(
+        f"mtcp_{_size}", Preset(MTCP, dict(_defaults), description=f"MT-CP, {_size} size")
+    )
+    register_model(
+        f"stl_{_size}",
+        Preset(
+            MTCP,
+            {**_defaults, "cfm": False, "traceback": False, "deep_supervision": False},
+            num_tasks=1,
+            description=f"single-task baseline, {_size} size",
+        ),
+    )
+    register_model(
+        f"hps_{_size}",
+        Preset(
+            HardSharing,
+            {k: _defaults[k] for k in _SHARED_KEYS},
+            description=f"hard-sharing baseline, {_size} size",
+        ),
+    )
