@@ -12,14 +12,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from mtcp.metrics._matching import match_count
-from mtcp.metrics.boundary import (
-    BoundaryF,
-    _thin_levels,
-    boundary_counts,
-    bsds_scores,
-    bsds_thresholds,
-    thin,
-)
+from mtcp.metrics.boundary import BoundaryF, boundary_counts, bsds_scores, bsds_thresholds, thin
 
 
 def _lines(h: int = 64, w: int = 96) -> np.ndarray:
@@ -48,24 +41,74 @@ def test_thinning_makes_lines_one_pixel_wide_and_keeps_thin_lines() -> None:
     assert (thin(line) == line).all()
 
 
-def test_nested_thinning_equals_thinning_each_level() -> None:
+def _reference_thin(mask: np.ndarray) -> np.ndarray:
+    """Guo–Hall thinning written directly from its conditions, one whole-image pass at a time."""
+    x = np.pad(np.asarray(mask, bool), 1)
+    changed = True
+    while changed:
+        changed = False
+        for sub in (0, 1):
+            nb = [np.roll(x, (-dy, -dx), (0, 1)) for dy, dx in _NEIGHBOURS]
+            n = [None, *nb, nb[0]]  # n[1..9], x9 = x1
+            x_h = sum((~n[2 * i - 1] & (n[2 * i] | n[2 * i + 1])).astype(int) for i in range(1, 5))
+            n1 = sum((n[2 * k - 1] | n[2 * k]).astype(int) for k in range(1, 5))
+            n2 = sum((n[2 * k] | n[2 * k + 1]).astype(int) for k in range(1, 5))
+            a, b, c, d = (n[2], n[3], n[8], n[1]) if sub == 0 else (n[6], n[7], n[4], n[5])
+            g3 = ~((a | b | ~c) & d)
+            delete = x & (x_h == 1) & (np.minimum(n1, n2) >= 2) & (np.minimum(n1, n2) <= 3) & g3
+            changed |= bool(delete.any())
+            x &= ~delete
+    return x[1:-1, 1:-1]
+
+
+_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def test_thinning_equals_reference_implementation() -> None:
     rng = np.random.default_rng(0)
-    levels = (ndimage.gaussian_filter(rng.random((30, 40)), 2) * 60).astype(np.int32)
-    ks = np.unique(levels[levels > 0])
-    maps = _thin_levels(levels, ks)
-    for j, k in enumerate(ks):
-        assert (maps[j] == thin(levels >= k)).all()
+    for i in range(12):
+        if i % 3 == 0:
+            mask = rng.random((30, 40)) < 0.5
+        else:
+            smooth = ndimage.gaussian_filter(rng.random((30, 40)), rng.uniform(0.7, 3))
+            mask = smooth > np.quantile(smooth, rng.uniform(0.2, 0.7))
+        assert (thin(mask) == _reference_thin(mask)).all()
+
+
+def _brute_matches(a: np.ndarray, b: np.ndarray, radius: float) -> int:
+    pa, pb = np.argwhere(a), np.argwhere(b)
+    if not (len(pa) and len(pb)):
+        return 0
+    near = np.hypot(*(pa[:, None] - pb[None]).transpose(2, 0, 1)) <= radius
+    return int((maximum_bipartite_matching(csr_array(near.astype(np.int8))) >= 0).sum())
+
+
+def test_counts_equal_brute_force_at_every_threshold() -> None:
+    """Nested thinning, reused matchings and skipped thresholds change nothing."""
+    rng = np.random.default_rng(4)
+    h, w, max_dist = 36, 48, 0.04
+    for _ in range(2):
+        t = (rng.random((h, w)) < 0.05).astype(np.uint8)
+        t[rng.random((h, w)) < 0.03] = 255
+        ridge = ndimage.gaussian_filter((t == 1).astype(float), 1) * 4
+        prob = np.clip(ridge + 0.3 * rng.random((h, w)), 0, 1).astype(np.float32)
+        valid, tmask = t != 255, t == 1
+        for thin_ in (True, False):
+            expected = []
+            for k in bsds_thresholds():
+                p = (_reference_thin(prob >= k) if thin_ else prob >= k) & valid
+                m = _brute_matches(p, tmask, max_dist * np.hypot(h, w))
+                expected.append((m, tmask.sum(), m, p.sum()))
+            assert (boundary_counts(prob, t, max_dist, thin=thin_) == expected).all()
 
 
 def test_matching_is_maximum_one_to_one() -> None:
     rng = np.random.default_rng(1)
-    for _ in range(10):
-        a = rng.random((25, 30)) < 0.1
-        b = rng.random((25, 30)) < 0.1
-        pa, pb = np.argwhere(a), np.argwhere(b)
-        near = np.hypot(*(pa[:, None] - pb[None]).transpose(2, 0, 1)) <= 2.5
-        expected = (maximum_bipartite_matching(csr_array(near.astype(np.int8))) >= 0).sum()
-        assert match_count(a, b, 2.5) == expected
+    for _ in range(30):
+        radius = rng.uniform(0.5, 4)
+        a = rng.random((25, 30)) < rng.uniform(0.02, 0.5)
+        b = rng.random((25, 30)) < rng.uniform(0.02, 0.5)
+        assert match_count(a, b, radius) == _brute_matches(a, b, radius)
     # Two predicted pixels next to one target pixel: one match; a chain needs the maximum.
     t = np.zeros((10, 10), bool)
     t[5, 5] = True
@@ -147,6 +190,22 @@ def test_ignored_pixels_are_not_counted() -> None:
     t_ignore[t == 1] = 255  # ignored target pixels do not count as targets either
     counts = boundary_counts(pred, t_ignore)
     assert (counts[:, 1] == 0).all() and (counts[:, 3] == 0).all()
+
+
+def test_threads_do_not_change_results() -> None:
+    rng = np.random.default_rng(5)
+    target = torch.as_tensor((rng.random((5, 1, 40, 56)) < 0.06).astype(np.uint8))
+    blur = ndimage.gaussian_filter(target.numpy().astype(np.float32), (0, 0, 1, 1))
+    preds = torch.as_tensor(np.clip(blur * 3 + 0.2 * rng.random(blur.shape), 0, 1))
+    counts = []
+    for workers in (1, 3):
+        m = BoundaryF(max_dist=0.03, num_workers=workers)
+        m.update(preds, target)
+        counts.append(m.per_image_counts())
+    assert counts[0].shape == (5, 99, 4) and (counts[0] == counts[1]).all()
+    for i in range(5):
+        one = boundary_counts(preds[i, 0].numpy(), target[i, 0].numpy(), 0.03)
+        assert (counts[0][i] == one).all()
 
 
 def _worker(rank: int, init: str, preds: torch.Tensor, target: torch.Tensor, out) -> None:
