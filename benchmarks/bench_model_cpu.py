@@ -1,22 +1,28 @@
-"""CPU figures of the mtcp models against the release (SPEC §8).
+"""CPU figures of the mtcp models against the release (SPEC §8, issues 3 and 8).
 
-Each case runs in its own subprocess so that its peak resident memory (``ru_maxrss``) is its
-own. Cases:
+Each case runs in its own subprocess (its own peak resident memory) through
+:mod:`mtcp.benchmark`, and the script prints one Markdown table with the machine, the exact
+command, wall seconds and process CPU seconds (on a shared machine ``CPU-s / threads`` is the
+better estimate of the wall time on idle cores). Cases:
 
 - ``paper_forward``: ``mtcp_paper`` (NYUD 3 tasks) inference, 448x576, batch 1
   (release: 18.6 s, 4.5 GiB RSS).
-- ``paper_train``: one training step (forward, loss, backward, AdamW) of ``mtcp_paper``
+- ``paper_train``: one training step (forward, MultiTaskLoss, backward, AdamW) of ``mtcp_paper``
   with ``grad_checkpointing=True`` (``--no-checkpointing`` to switch off), 448x576, batch 1
   (release: 76 s, 13 GiB RSS; target <= 76 s and <= 6.5 GiB).
-- ``cfm_attention``: one CFM attention forward + backward, N = 19,200 (120x160 tokens),
-  batch 2, Q/K 512 wide, S 256 wide, fp32 (target < 2 GiB).
+- ``cfm_attention``: one CFM attention forward + backward (chunked), N = 19,200 (120x160
+  tokens), batch 2, Q/K 512 wide, S 256 wide, fp32 (target < 2 GiB above the libraries).
 - ``tiny_inference``: ``mtcp_tiny`` (NYUD 3 tasks) inference at 240x320, batch 1, median of
-  several runs (target <= 100 ms).
+  ``--repeats`` runs after 3 warm-up runs (target <= 100 ms).
 
 Usage::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_model_cpu.py                  # all cases
+    python benchmarks/bench_model_cpu.py                                  # all cases, 2 threads
     python benchmarks/bench_model_cpu.py --cases tiny_inference,cfm_attention --json out.json
+
+The heavy cases take ~100 CPU-s (paper_train), ~30 CPU-s (paper_forward) and ~50 CPU-s
+(cfm_attention) on a 2-core AVX-512 EPYC. On an oversubscribed machine run with ``--threads 1``:
+OpenMP threads that wait for a descheduled peer inflate both wall and CPU time.
 """
 
 from __future__ import annotations
@@ -24,170 +30,135 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
+import shlex
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from mtcp.models.attention import DEFAULT_CHUNK
-
-NYUD = {"semseg": 40, "depth": 1, "normals": 3}
-
-
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+PAPER_SIZE = (448, 576)
 
 
-class _Timer:
-    """Wall and process CPU seconds of a block. On a shared machine ``cpu / threads`` is the
-    better estimate of the wall time the block would take with its cores to itself."""
+def _model_case(model: str, size, train: bool, repeats: int, warmup: int, **model_args) -> dict:
+    from mtcp.benchmark import BenchmarkConfig, run_benchmark
 
-    def __enter__(self) -> _Timer:
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
-
-    def figures(self) -> dict:
-        return {"seconds": self.wall, "cpu_seconds": self.cpu}
-
-
-def _loss(outputs, tasks):
-    import torch
-    import torch.nn.functional as F
-
-    total = torch.zeros(())
-    for name, pred in outputs.items():
-        task = name.split("_s")[0]
-        if tasks[task] > 1 and task != "normals":
-            target = torch.randint(0, tasks[task], (pred.shape[0], *pred.shape[-2:]))
-            total = total + F.cross_entropy(pred, target)
-        else:
-            total = total + (pred - torch.rand_like(pred)).abs().mean()
-    return total
+    config = BenchmarkConfig(
+        model=model,
+        size=size,
+        batch=1,
+        train=train,
+        inference=not train,
+        warmup=warmup,
+        repeats=repeats,
+        flops=False,
+        model_args=model_args,
+    )
+    result = run_benchmark(config)
+    phase = result["train" if train else "inference"]
+    return {
+        "seconds": phase["ms_median"] / 1000,
+        "cpu_seconds": phase.get("cpu_s_median"),
+        "peak_gib": phase["peak_memory_gib"],
+        "runs": phase["runs"],
+    }
 
 
 def case_paper_forward(args) -> dict:
-    import torch
-
-    from mtcp.models import create_model
-
-    model = create_model("mtcp_paper", NYUD).eval()
-    image = torch.randn(1, 3, 448, 576)
-    before = _rss_gib()
-    with torch.inference_mode(), _Timer() as timer:
-        model(image)
-    return {**timer.figures(), "rss_before_gib": before, "peak_rss_gib": _rss_gib()}
+    return _model_case("mtcp_paper", PAPER_SIZE, False, 1, 0)
 
 
 def case_paper_train(args) -> dict:
-    import torch
+    return _model_case("mtcp_paper", PAPER_SIZE, True, 1, 0, grad_checkpointing=args.checkpointing)
 
-    from mtcp.models import create_model
 
-    model = create_model("mtcp_paper", NYUD, grad_checkpointing=args.checkpointing).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    image = torch.randn(1, 3, 448, 576)
-    before = _rss_gib()
-    with _Timer() as timer:
-        loss = _loss(model(image), NYUD)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return {
-        **timer.figures(),
-        "grad_checkpointing": args.checkpointing,
-        "rss_before_gib": before,
-        "peak_rss_gib": _rss_gib(),
-    }
+def case_tiny_inference(args) -> dict:
+    return _model_case("mtcp_tiny", (240, 320), False, args.repeats, 3)
 
 
 def case_cfm_attention(args) -> dict:
     import torch
 
-    from mtcp.models.attention import coherence_attention
+    from mtcp.benchmark import attention_benchmark
 
-    b, n = 2, 120 * 160
-    base = _rss_gib()  # libraries only: the op's figure includes its inputs, as on a GPU
-    q = torch.randn(b, n, 512, requires_grad=True)
-    k = torch.randn(b, n, 512, requires_grad=True)
-    v = torch.randn(b, n, 256, requires_grad=True)
-    grad = torch.randn(b, n, 256)
-    before = _rss_gib()
-    with _Timer() as timer:
-        coherence_attention(q, k, v, "chunked", args.chunk).backward(grad)
+    out = attention_benchmark(
+        "chunked", 2, 120 * 160, device="cpu", dtype=torch.float32, chunk_size=args.chunk,
+        warmup=0, repeats=1,
+    )  # fmt: skip
     return {
-        **timer.figures(),
-        "chunk": args.chunk,
-        "rss_libraries_gib": base,
-        "rss_inputs_gib": before,
-        "peak_rss_gib": _rss_gib(),
-        "op_peak_gib": _rss_gib() - base,
+        "seconds": out["ms_median"] / 1000,
+        "cpu_seconds": out["cpu_s_median"],
+        "peak_gib": out["peak_memory_gib"],
+        "added_gib": out["added_memory_gib"],
+        "chunk": out["chunk_size"],
+        "runs": out["runs"],
     }
 
 
-def case_tiny_inference(args) -> dict:
-    import torch
-
-    from mtcp.models import create_model
-
-    model = create_model("mtcp_tiny", NYUD).eval()
-    image = torch.randn(1, 3, 240, 320)
-    walls, cpus = [], []
-    with torch.inference_mode():
-        for i in range(args.repeats + 3):
-            with _Timer() as timer:
-                model(image)
-            if i >= 3:  # warm-up
-                walls.append(1000 * timer.wall)
-                cpus.append(1000 * timer.cpu)
-    return {
-        "ms_median": statistics.median(walls),
-        "ms_min": min(walls),
-        "cpu_ms_median": statistics.median(cpus),
-        "repeats": args.repeats,
-        "peak_rss_gib": _rss_gib(),
-    }
-
-
-CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
-    "paper_forward": case_paper_forward,
-    "paper_train": case_paper_train,
-    "cfm_attention": case_cfm_attention,
-    "tiny_inference": case_tiny_inference,
+CASES: dict[str, tuple[Callable[[argparse.Namespace], dict], str, str]] = {
+    # name: (function, setting, release figure / target)
+    "paper_forward": (case_paper_forward, "mtcp_paper inference 448x576 b1", "18.6 s, 4.5 GiB"),
+    "paper_train": (
+        case_paper_train,
+        "mtcp_paper train step 448x576 b1",
+        "76 s, 13 GiB (target <= 76 s, <= 6.5 GiB)",
+    ),
+    "cfm_attention": (
+        case_cfm_attention,
+        "CFM attention fwd+bwd B=2 N=19,200 fp32",
+        "dense 11.5 GiB (target < 2 GiB)",
+    ),
+    "tiny_inference": (
+        case_tiny_inference,
+        "mtcp_tiny inference 240x320 b1",
+        "target <= 100 ms",
+    ),
 }
 
 
-def _run_case(name: str, args: argparse.Namespace) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        name,
-        "--chunk",
-        str(args.chunk),
-        "--repeats",
-        str(args.repeats),
-        "--checkpointing" if args.checkpointing else "--no-checkpointing",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def _child_argv(name: str, args: argparse.Namespace) -> list[str]:
+    argv = [sys.executable, __file__, "--child", name, "--threads", str(args.threads)]
+    argv += ["--repeats", str(args.repeats)]
+    argv += ["--checkpointing" if args.checkpointing else "--no-checkpointing"]
+    if args.chunk:
+        argv += ["--chunk", str(args.chunk)]
+    return argv
+
+
+def _run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(
+        _child_argv(name, args), capture_output=True, text=True, check=False, env=env
+    )
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1:]}
+        return {"error": " ".join(done.stderr.strip().splitlines()[-1:])}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(name: str, setting: str, reference: str, r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return [name, setting, "error: " + r["error"], "", "", "", reference]
+    wall = r["seconds"]
+    shown = f"{1000 * wall:.1f} ms" if wall < 1 else f"{wall:.1f} s"
+    cpu = r.get("cpu_seconds")
+    extra = f"chunk {r['chunk']}, +{r['added_gib']:.2f} GiB" if "chunk" in r else ""
+    return [
+        name,
+        setting,
+        shown,
+        "–" if cpu is None else f"{cpu:.2f}",
+        f"{r['peak_gib']:.2f}",
+        extra or f"{r['runs']} run(s)",
+        reference,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads (default 2)")
     parser.add_argument(
-        "--chunk", type=int, default=DEFAULT_CHUNK, help="CFM attention query chunk"
+        "--chunk", type=int, default=None, help="CFM attention query chunk (default: automatic)"
     )
     parser.add_argument("--repeats", type=int, default=10, help="timed runs of tiny_inference")
     parser.add_argument(
@@ -202,31 +173,30 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    torch.set_num_threads(args.threads)
     if args.child:
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-        print(json.dumps(CASES[args.child](args)))
+        print(json.dumps(CASES[args.child][0](args)))
         return 0
+
+    from mtcp.benchmark import machine_info, machine_lines, markdown_table
+    from mtcp.cli.benchmark import write_json
 
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; accepted: {', '.join(CASES)}")
-    results = {
-        "torch": torch.__version__,
-        "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
-        "cpus": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d"),
-        "cases": {},
-    }
+    command = shlex.join(["python", "benchmarks/bench_model_cpu.py", *sys.argv[1:]])
+    results: dict[str, Any] = {"machine": machine_info("cpu", command), "cases": {}}
     for name in names:
         results["cases"][name] = _run_case(name, args)
-        print(f"{name:15s} {json.dumps(results['cases'][name])}", flush=True)
+        print(f"{name}: {json.dumps(results['cases'][name])}", file=sys.stderr, flush=True)
+    header = ["case", "setting", "wall", "CPU-s", "peak RSS GiB", "notes", "release / target"]
+    rows = [_row(n, CASES[n][1], CASES[n][2], results["cases"][n]) for n in names]
+    print("\n".join(machine_lines(results["machine"])))
+    print(f"- checkpointing (paper_train): {args.checkpointing}\n")
+    print(markdown_table(header, rows))
     if args.json:
-        with tempfile.NamedTemporaryFile(
-            "w", dir=args.json.parent or ".", delete=False, suffix=".tmp"
-        ) as tmp:
-            json.dump(results, tmp, indent=2)
-        os.replace(tmp.name, args.json)
+        write_json(args.json, results)
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import timm
+import torch
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
@@ -97,6 +98,18 @@ def _unused_mask2former_parts(model: nn.Module) -> None:
         swin.layernorm = nn.Identity()
 
 
+def _overflow_checked_layers(model: nn.Module) -> list[nn.Module]:
+    """Pixel-decoder encoder layers whose only training-mode behaviour, with zero dropout, is the
+    overflow clamp that :meth:`Mask2FormerBackbone._clamp_overflow` reproduces."""
+    layers = []
+    for module in model.modules():
+        if type(module).__name__ != "Mask2FormerPixelDecoderEncoderLayer":
+            continue
+        if getattr(module, "dropout", 1) == 0 and getattr(module, "activation_dropout", 1) == 0:
+            layers.append(module)
+    return layers
+
+
 class Mask2FormerBackbone(nn.Module):
     """Hugging Face Mask2Former (Swin) producing ``R = P * Σ_q M_q``.
 
@@ -148,6 +161,35 @@ class Mask2FormerBackbone(nn.Module):
             self.model = Mask2FormerModel(config)
         _unused_mask2former_parts(self.model)
         self.channels = channels
+        self._overflow_layers = _overflow_checked_layers(self.model)
+        for layer in self._overflow_layers:
+            layer.register_forward_hook(self._clamp_overflow)
+
+    def train(self, mode: bool = True) -> Mask2FormerBackbone:
+        """Set the mode; the pixel decoder's encoder layers stay in eval mode (see
+        :meth:`_clamp_overflow`: the same function, without their data-dependent branch)."""
+        super().train(mode)
+        for layer in self._overflow_layers:
+            layer.train(False)
+        return self
+
+    def _clamp_overflow(self, layer: nn.Module, args: Any, outputs: tuple) -> tuple | None:
+        """The training-mode guard of Hugging Face's pixel-decoder encoder layer, branch-free.
+
+        In training that layer clamps its output to ``±(dtype max - 1000)`` when any value is not
+        finite, via ``if not torch.isfinite(h).all()``: a host synchronisation and a
+        ``torch.compile`` graph break per layer and step. The layers run in eval mode instead
+        (their dropout probabilities are 0, so nothing else changes) and this hook applies the
+        same clamp under the same condition with ``torch.where``.
+        """
+        if not self.training:
+            return None
+        hidden = outputs[0]
+        limit = torch.finfo(hidden.dtype).max - 1000
+        clamped = torch.where(
+            torch.isfinite(hidden).all(), hidden, hidden.clamp(min=-limit, max=limit)
+        )
+        return (clamped, *outputs[1:])
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the Swin encoder in backward (LayerNorm only: exact, no statistics)."""

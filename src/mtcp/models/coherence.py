@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtcp.models.attention import CBAM, DEFAULT_CHUNK, CoherenceAttention
+from mtcp.models.attention import CBAM, CoherenceAttention
 
 
 class CoherenceFusion(nn.Module):
@@ -38,7 +38,7 @@ class CoherenceFusion(nn.Module):
         reduction: int = 16,
         stride_factor: int = 1,
         attention_impl: str = "auto",
-        attention_chunk: int = DEFAULT_CHUNK,
+        attention_chunk: int | None = None,
     ) -> None:
         super().__init__()
         wide = channels * num_partners

@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
-from mtcp.models.attention import DEFAULT_CHUNK, check_attention_impl
+from mtcp.models.attention import check_attention_impl
 from mtcp.models.backbones import build_backbone
 from mtcp.models.base import DenseModel
 from mtcp.models.coherence import CoherenceFusion
@@ -51,7 +51,8 @@ class MTCP(DenseModel):
         deep_supervision: add the ``"<task>_s16"`` and ``"<task>_s8"`` outputs in train mode.
         cfm_stride: resolution of the CFM attention: 4 (released), 8 or 16.
         attention_impl: ``"auto"``, ``"dense"`` or ``"chunked"`` CFM attention.
-        attention_chunk: query chunk size of the chunked attention.
+        attention_chunk: query chunk size of the chunked attention; ``None`` picks one per
+            device and batch (see :func:`mtcp.models.attention.auto_chunk_size`).
         cbam_reduction: channel reduction of every CBAM's MLP.
         min_size: smallest accepted image side in pixels.
         grad_checkpointing: recompute the backbone and the decoders' Swin blocks in backward
@@ -77,7 +78,7 @@ class MTCP(DenseModel):
         deep_supervision: bool = True,
         cfm_stride: int = 4,
         attention_impl: str = "auto",
-        attention_chunk: int = DEFAULT_CHUNK,
+        attention_chunk: int | None = None,
         cbam_reduction: int = 16,
         min_size: int = 64,
         grad_checkpointing: bool = False,

@@ -1,0 +1,130 @@
+"""`mtcp benchmark` and mtcp.benchmark on a tiny model: runs, sane JSON, honest FLOP count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mtcp.benchmark import (
+    BenchmarkConfig,
+    attention_benchmark,
+    format_markdown,
+    forward_gflops,
+    random_batch,
+    run_benchmark,
+)
+from mtcp.cli import main
+from mtcp.errors import MtcpError
+from mtcp.losses import MultiTaskLoss
+from mtcp.models import create_model
+
+TASKS = {"semseg": 5, "depth": 1, "normals": 3}
+
+
+def test_cli_writes_json_with_sane_positive_fields(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["benchmark", "--model", "mtcp_tiny", "--size", "64x96", "--batch", "2"]
+    argv += ["--tasks", "semseg", "depth", "--repeats", "1", "--warmup", "0", "--json", str(out)]
+    argv += ["--model-arg", "cfm_stride=16"]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "| mtcp_tiny cfm_stride=16 | 64x96 | 2 | cpu | fp32 |" in printed
+    assert "--model-arg cfm_stride=16" in result["machine"]["command"]
+    assert result["config"]["tasks"] == {"semseg": 40, "depth": 1}
+    model = create_model("mtcp_tiny", ["semseg", "depth"], cfm_stride=16)
+    assert result["parameters"] == sum(p.numel() for p in model.parameters())
+    assert 0 < result["trainable_parameters"] <= result["parameters"]
+    assert result["gflops_per_image"] > 0
+    for phase in ("train", "inference"):
+        figures = result[phase]
+        assert figures["runs"] == 1
+        assert figures["img_per_s"] > 0 and figures["ms_median"] > 0
+        assert figures["img_per_s"] == pytest.approx(2000 / figures["ms_median"])
+        assert figures["cpu_s_median"] > 0
+        assert 0.05 < figures["peak_memory_gib"] < 64  # the whole process, in GiB
+    assert result["machine"]["torch"] == torch.__version__
+
+
+def test_gflops_equal_the_flop_counter_of_a_forward():
+    model = create_model("mtcp_tiny", TASKS).eval()
+    image = torch.randn(2, 3, 64, 96)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image)
+    assert forward_gflops(model, image) == pytest.approx(counter.get_total_flops() / 2 / 1e9)
+    # per image: the count of one image equals that of the batch divided by its size
+    assert forward_gflops(model, image[:1]) == pytest.approx(forward_gflops(model, image))
+
+
+def test_random_batch_trains_with_the_multitask_loss():
+    batch = random_batch({**TASKS, "edge": 1}, 2, (8, 12))
+    assert batch["semseg"].dtype == torch.int64 and int(batch["semseg"].max()) < 5
+    assert torch.allclose(batch["normals"].norm(dim=1), torch.ones(2, 8, 12))
+    assert (batch["normals"][:, 2] <= 0).all() and (batch["depth"] > 0).all()
+    outputs = {t: torch.randn(2, c, 8, 12) for t, c in {**TASKS, "edge": 1}.items()}
+    losses = MultiTaskLoss({**TASKS, "edge": 1})(outputs, batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_markdown_has_machine_and_a_row_per_result():
+    config = BenchmarkConfig(size=(64, 64), tasks=["depth", "normals"], warmup=0, repeats=1)
+    config.train = False
+    result = run_benchmark(config, command="mtcp benchmark ...")
+    text = format_markdown([result, result])
+    assert "- cpu: " in text and "- command: `mtcp benchmark ...`" in text
+    rows = [line for line in text.splitlines() if line.startswith("| mtcp_tiny")]
+    assert len(rows) == 2 and rows[0].count("|") == 18
+    assert "train" not in result and result["inference"]["img_per_s"] > 0
+
+
+@pytest.mark.parametrize("impl", ["dense", "chunked", "sdpa"])
+def test_attention_benchmark_runs_each_form(impl):
+    out = attention_benchmark(impl, batch=1, tokens=64, query_channels=8, value_channels=4)
+    assert out["ms_median"] > 0 and out["peak_memory_gib"] > 0
+    assert ("chunk_size" in out) == (impl == "chunked")
+
+
+def test_bad_settings_are_clear_errors(capsys):
+    with pytest.raises(MtcpError, match="precision must be one of"):
+        BenchmarkConfig(precision="fp8").check()
+    assert main(["benchmark", "--size", "64x96", "--model-arg", "oops"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_auto_chunk_bounds_the_block_and_matches_spec_choices():
+    from mtcp.models.attention import CHUNK_BUDGET, auto_chunk_size
+
+    assert auto_chunk_size(2, 19_200, "cuda") == 4096  # SPEC §8: 13.7 ms / 1.55 GiB on an H100
+    assert auto_chunk_size(1, 112 * 144, "cpu") == 1024  # mtcp_paper at 448x576 on a CPU
+    for batch, tokens in ((1, 300), (8, 19_200), (64, 30_000)):
+        chunk = auto_chunk_size(batch, tokens, "cpu")
+        assert chunk % 64 == 0 and chunk >= 64
+        assert batch * chunk * tokens <= max(CHUNK_BUDGET["cpu"], batch * 64 * tokens)
+
+
+def test_mask2former_training_guard_is_branch_free_and_unchanged():
+    """The HF encoder layers' `if not isfinite(h).all()` clamp (a host sync and a graph break)
+    runs as a torch.where hook instead: same outputs in training, same clamp on overflow."""
+    pytest.importorskip("transformers")
+    model = create_model("hps_paper", ["depth"]).train()
+    backbone = model.backbone
+    assert len(backbone._overflow_layers) == 6
+    assert not any(layer.training for layer in backbone._overflow_layers)
+    image = torch.randn(1, 3, 64, 96)
+    torch.manual_seed(1)
+    fast = model(image)["depth"]
+    for layer in backbone._overflow_layers:  # Hugging Face's own training-mode branch
+        layer.train(True)
+    backbone.training = False  # the hook steps aside
+    torch.manual_seed(1)
+    reference = model(image)["depth"]
+    assert torch.equal(fast, reference)
+    backbone.train()
+    big = torch.finfo(torch.float32).max
+    clamped = backbone._clamp_overflow(None, None, (torch.tensor([1.0, float("inf")]),))[0]
+    assert clamped.tolist() == [1.0, big - 1000]
+    finite = torch.tensor([1.0, -2.0])
+    assert torch.equal(backbone._clamp_overflow(None, None, (finite,))[0], finite)
