@@ -1,0 +1,146 @@
+"""Pictures of dense predictions: class palettes, depth colormap, normals as RGB, panels.
+
+Every function takes numpy maps in image layout (``[H, W]`` or ``[H, W, 3]``) in the physical
+units of :mod:`mtcp.tasks` (class ids, metres, unit normals, probabilities) and returns
+``uint8 [H, W, 3]`` RGB.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mtcp.tasks import IGNORE_INDEX, get_task
+
+#: colour of ignored / invalid pixels
+INVALID_RGB = (0, 0, 0)
+LABEL_HEIGHT = 14
+
+
+def class_palette(n: int) -> np.ndarray:
+    """``n`` well-separated RGB colours, ``uint8 [n, 3]`` (tab20, then golden-ratio hues)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import hsv_to_rgb
+
+    if n <= 20:
+        colours = colormaps["tab20"](np.arange(n) * (2 if n <= 10 else 1) % 20)[:, :3]
+    else:
+        hues = (np.arange(n) * 0.618033988749895) % 1.0
+        sat = 0.55 + 0.45 * ((np.arange(n) // 3) % 2)
+        val = 0.95 - 0.35 * ((np.arange(n) // 2) % 2)
+        colours = hsv_to_rgb(np.stack([hues, sat, val], axis=1))
+    return (np.asarray(colours) * 255).round().astype(np.uint8)
+
+
+def colorize_classes(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class-id map ``[H, W]`` → RGB; ignore (255) and out-of-range ids are black."""
+    ids = np.asarray(ids).astype(np.int64)
+    palette = np.concatenate([class_palette(n_classes), np.array([INVALID_RGB], np.uint8)])
+    index = np.where((ids >= 0) & (ids < n_classes), ids, n_classes)
+    return palette[index]
+
+
+def colorize_depth(
+    depth: np.ndarray, vmin: float | None = None, vmax: float | None = None, cmap: str = "turbo"
+) -> np.ndarray:
+    """Depth in metres ``[H, W]`` → RGB (near = blue … far = red); ``<= 0`` / non-finite black.
+
+    The range defaults to the 2nd–98th percentile of the valid pixels.
+    """
+    from matplotlib import colormaps
+
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) & (depth > 0) & (depth != IGNORE_INDEX)
+    out = np.zeros((*depth.shape, 3), np.uint8)
+    if not valid.any():
+        return out
+    lo, hi = np.percentile(depth[valid], [2, 98])
+    lo = lo if vmin is None else vmin
+    hi = hi if vmax is None else vmax
+    scaled = np.clip((depth - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    rgb = (colormaps[cmap](scaled)[..., :3] * 255).round().astype(np.uint8)
+    out[valid] = rgb[valid]
+    return out
+
+
+def colorize_normals(normals: np.ndarray) -> np.ndarray:
+    """Unit normals ``[H, W, 3]`` → RGB with (x, y, z) ∈ [-1, 1] mapped to (R, G, B) ∈ [0, 255].
+
+    Zero vectors (invalid) are black.
+    """
+    n = np.asarray(normals, dtype=np.float32)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    unit = np.where(norm > 1e-6, n / np.maximum(norm, 1e-6), 0.0)
+    rgb = ((unit + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+    rgb[norm[..., 0] <= 1e-6] = INVALID_RGB
+    return rgb
+
+
+def colorize_probability(prob: np.ndarray) -> np.ndarray:
+    """Probability / binary map ``[H, W]`` in [0, 1] → grey RGB (white = 1); ignore (255) red."""
+    p = np.asarray(prob, dtype=np.float32)
+    ignored = p == IGNORE_INDEX
+    grey = (np.clip(p, 0.0, 1.0) * 255).round().astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgb[ignored] = (96, 0, 0)
+    return rgb
+
+
+def colorize(task: str, value: np.ndarray, n_classes: int | None = None, **kwargs) -> np.ndarray:
+    """Colourise one task's map by its kind (see :mod:`mtcp.tasks`)."""
+    spec = get_task(task)
+    if spec.kind == "classes":
+        return colorize_classes(value, n_classes or spec.channels)
+    if spec.kind == "depth":
+        return colorize_depth(value, **kwargs)
+    if spec.kind == "normals":
+        return colorize_normals(value)
+    return colorize_probability(value)
+
+
+def _labelled(picture: np.ndarray, label: str) -> np.ndarray:
+    """Add a text strip of ``LABEL_HEIGHT`` pixels above ``picture``."""
+    h, w = picture.shape[:2]
+    canvas = Image.new("RGB", (w, h + LABEL_HEIGHT), (255, 255, 255))
+    canvas.paste(Image.fromarray(picture), (0, LABEL_HEIGHT))
+    ImageDraw.Draw(canvas).text((2, 1), label, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+def panel(pictures: Mapping[str, np.ndarray], gap: int = 2) -> np.ndarray:
+    """Pictures of one size side by side, each titled with its key → ``uint8 [H', W', 3]``."""
+    tiles = [_labelled(np.asarray(p, np.uint8), name) for name, p in pictures.items()]
+    h = tiles[0].shape[0]
+    spacer = np.full((h, gap, 3), 255, np.uint8)
+    row: list[np.ndarray] = []
+    for tile in tiles:
+        row += [tile, spacer]
+    return np.concatenate(row[:-1], axis=1)
+
+
+def stack(rows: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Stack panels vertically (padding narrower ones with white)."""
+    width = max(r.shape[1] for r in rows)
+    out: list[np.ndarray] = []
+    for r in rows:
+        pad = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
+        out += [np.concatenate([r, pad], axis=1), np.full((gap, width, 3), 255, np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def png_bytes(picture: np.ndarray) -> bytes:
+    """Encode ``uint8 [H, W, 3]``, ``uint8 [H, W]`` or ``uint16 [H, W]`` as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(picture)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: str | Path, picture: np.ndarray) -> Path:
+    """Write a PNG atomically (see :func:`png_bytes`); returns ``path``."""
+    from mtcp.engine.checkpoint import atomic_write_bytes
+
+    return atomic_write_bytes(path, png_bytes(picture))

@@ -1,0 +1,104 @@
+"""mtcp.load(...).predict(...): any input form and size, physical units, safe loading."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mtcp
+from mtcp.engine.checkpoint import save_checkpoint
+from mtcp.errors import MtcpError
+from mtcp.inference import save_weights
+
+TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint in the layout ``mtcp train`` writes (untrained weights, tiny widths)."""
+    model = mtcp.create_model("mtcp_tiny", TASKS, channels=32, decoder_dims=[32, 64, 128])
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_checkpoint(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "mtcp": {
+                "config": {"data": {"size": [64, 64]}},
+                "tasks": TASKS,
+                "model": model.config,
+                "intrinsics": [60.0, 60.0, 31.5, 31.5],
+            },
+        },
+        path,
+    )
+    return path
+
+
+def _check(maps, size):
+    h, w = size
+    assert set(maps) == set(TASKS)
+    assert maps["semseg"].shape == (h, w) and maps["semseg"].dtype == np.int64
+    assert maps["semseg"].min() >= 0 and maps["semseg"].max() < TASKS["semseg"]
+    assert maps["depth"].shape == (h, w) and maps["depth"].dtype == np.float32
+    assert (maps["depth"] >= 0).all()
+    assert maps["normals"].shape == (h, w, 3)
+    np.testing.assert_allclose(np.linalg.norm(maps["normals"], axis=-1), 1.0, atol=1e-4)
+    for task in ("edge", "sal"):
+        assert maps[task].shape == (h, w) and 0 <= maps[task].min() <= maps[task].max() <= 1
+
+
+def test_predict_accepts_every_input_form(checkpoint, tmp_path):
+    predictor = mtcp.load(checkpoint)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 90, 3), dtype=np.uint8)
+    _check(predictor.predict(rgb), (37, 90))
+    _check(predictor.predict(rgb[..., 0]), (37, 90))  # grayscale
+    rgba = np.concatenate([rgb, np.full((37, 90, 1), 128, np.uint8)], axis=-1)
+    np.testing.assert_array_equal(
+        predictor.predict(rgba)["semseg"], predictor.predict(rgb)["semseg"]
+    )
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    from_path = predictor.predict(tmp_path / "a.png")
+    np.testing.assert_allclose(from_path["depth"], predictor.predict(rgb)["depth"], rtol=1e-5)
+    batch = predictor.predict(
+        [Image.fromarray(rgb).convert("L"), rgb[:20, :33], tmp_path / "a.png"]
+    )
+    for maps, size in zip(batch, [(37, 90), (20, 33), (37, 90)]):
+        _check(maps, size)
+    _check(predictor.predict(rgb.astype(np.float32) / 255.0), (37, 90))
+    assert predictor.camera((128, 128)) == pytest.approx([120.0, 120.0, 63.5, 63.5])
+
+
+def test_unreadable_inputs_raise_clear_errors(checkpoint, tmp_path):
+    predictor = mtcp.load(checkpoint)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(MtcpError, match=r"broken\.jpg: cannot read"):
+        predictor.predict(tmp_path / "broken.jpg")
+    with pytest.raises(MtcpError, match="expected"):
+        predictor.predict(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(MtcpError, match="no such file"):
+        mtcp.load(tmp_path / "missing.ckpt")
+
+
+def test_pickled_checkpoints_are_refused_unless_trusted(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["extra"] = argparse.Namespace(note="arbitrary object")  # needs full unpickling
+    path = tmp_path / "pickled.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(MtcpError, match="trust=True"):
+        mtcp.load(path)
+    _check(mtcp.load(path, trust=True).predict(np.zeros((20, 30, 3), np.uint8)), (20, 30))
+
+
+def test_safetensors_weights_give_identical_outputs(checkpoint, tmp_path):
+    predictor = mtcp.load(checkpoint)
+    path = save_weights(tmp_path / "model.safetensors", predictor)
+    again = mtcp.load(path)
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    a, b = predictor.predict(image), again.predict(image)
+    for task in TASKS:
+        np.testing.assert_array_equal(a[task], b[task])
+    assert again.intrinsics == predictor.intrinsics and again.size == (64, 64)
