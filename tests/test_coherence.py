@@ -90,7 +90,8 @@ def test_boundary_coherence_hand_case() -> None:
     assert boundary_coherence(semseg, moved, tolerance_px=6) == 1.0
     # An oblique plane (linear inverse depth) has no discontinuity at all.
     ramp = 1.0 / np.linspace(0.2, 0.9, 30)[None].repeat(20, 0)
-    assert boundary_coherence(np.zeros((20, 30), dtype=np.int64), ramp) == 1.0  # both empty
+    # no boundary on either side: undefined, not a perfect score
+    assert math.isnan(boundary_coherence(np.zeros((20, 30), dtype=np.int64), ramp))
     assert boundary_coherence(semseg, ramp) == 0.0
 
 
@@ -135,3 +136,20 @@ def test_metric_objects_pool_skip_nan_intrinsics_and_read_logits(scenes) -> None
         [boundary_coherence(s["semseg"], s["depth"]) for s in scenes]
     )
     assert 0.5 < bc_tgt.compute()["F"] <= 1.0
+
+
+def test_images_without_any_boundary_are_undefined_and_not_pooled() -> None:
+    semseg = torch.zeros(2, 3, 20, 30)
+    semseg[:, 1] = 1.0  # constant logits: one class everywhere, no semantic boundary
+    depth = torch.full((2, 1, 20, 30), 2.5)
+    depth[1, :, :, 15:] = 3.0  # image 1 has a depth step (and still no label change)
+    metric = BoundaryCoherence()
+    metric.update({"semseg": semseg, "depth": depth}, {})
+    per = metric.per_image()
+    assert math.isnan(per[0]) and per[1] == 0.0
+    assert metric.compute() == {"F": 0.0, "image_mean": 0.0, "n_images": 2, "n_undefined": 1}
+    constant = BoundaryCoherence()
+    constant.update({"semseg": semseg[:1], "depth": depth[:1]}, {})
+    res = constant.compute()
+    assert math.isnan(res["F"]) and math.isnan(res["image_mean"])
+    assert res["n_images"] == res["n_undefined"] == 1

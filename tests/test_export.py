@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 import mtcp
@@ -23,6 +26,7 @@ from mtcp.export import (
 
 TASKS = ["semseg", "depth", "normals", "edge"]
 SIZE = (64, 96)
+INTRINSICS = (50.0, 51.0, 47.5, 31.5)
 
 
 def _randomise_buffers(model: torch.nn.Module) -> None:
@@ -53,7 +57,7 @@ def model() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def weights(model, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_safetensors(model, path, size=SIZE, intrinsics=(50.0, 51.0, 47.5, 31.5))
+    save_safetensors(model, path, size=SIZE, intrinsics=INTRINSICS)
     return str(path)
 
 
@@ -198,6 +202,52 @@ def test_cli_errors(small_weights, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
     assert not os.path.exists(out)
+
+
+def _read_outputs(folder) -> tuple[dict, list[dict]]:
+    files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.suffix == ".npy"}
+    with open(folder / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    return files, rows
+
+
+def test_cli_predict_onnx_matches_the_torch_path(model, weights, tmp_path):
+    onnx_file = export_onnx(model, tmp_path / "m.onnx", size=SIZE, intrinsics=INTRINSICS)
+    predictor = mtcp.load(onnx_file)
+    assert isinstance(predictor.model, OnnxModel) and predictor.size == SIZE
+    assert predictor.intrinsics == INTRINSICS
+    image = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(image)
+    common = [str(image), "--raw", "npy"]
+    assert main(["predict", weights, *common, "--out", str(tmp_path / "torch")]) == 0
+    assert main(["predict", "--onnx", str(onnx_file), *common, "--out", str(tmp_path / "ort")]) == 0
+    ref_files, ref_rows = _read_outputs(tmp_path / "torch")
+    files, rows = _read_outputs(tmp_path / "ort")
+    assert sorted(os.listdir(tmp_path / "ort" / "photo")) == sorted(
+        os.listdir(tmp_path / "torch" / "photo")
+    )
+    assert set(files) == set(ref_files) == {f"photo/{t}.npy" for t in TASKS}
+    for name, path in files.items():
+        value, ref = np.load(path), np.load(ref_files[name])
+        assert value.shape == ref.shape and value.dtype == ref.dtype, name
+        if "semseg" in name:  # class ids: argmax may flip only at near ties
+            assert (value == ref).mean() > 0.99
+        else:
+            np.testing.assert_allclose(value, ref, rtol=0, atol=1e-3 * np.abs(ref).max())
+    for key in ("status", "height", "width", "review"):
+        assert rows[0][key] == ref_rows[0][key]
+    assert float(rows[0]["depth_normal_deg"]) == pytest.approx(
+        float(ref_rows[0]["depth_normal_deg"]), abs=0.5
+    )
+
+
+def test_cli_predict_onnx_errors(static_onnx, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(["predict", "--onnx", static_onnx, "x.png", "--out", out, "--device", "cuda"]) == 2
+    assert "--onnx runs on the CPU" in capsys.readouterr().err
+    assert main(["predict", static_onnx, "--out", out]) == 2
+    assert "no INPUTS" in capsys.readouterr().err
 
 
 def test_missing_onnxruntime_is_a_clear_error(static_onnx, monkeypatch):

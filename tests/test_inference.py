@@ -12,7 +12,7 @@ from PIL import Image
 import mtcp
 from mtcp.engine.checkpoint import save_checkpoint
 from mtcp.errors import MtcpError
-from mtcp.inference import save_weights
+from mtcp.export import save_safetensors
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
 
@@ -95,10 +95,21 @@ def test_pickled_checkpoints_are_refused_unless_trusted(checkpoint, tmp_path):
 
 def test_safetensors_weights_give_identical_outputs(checkpoint, tmp_path):
     predictor = mtcp.load(checkpoint)
-    path = save_weights(tmp_path / "model.safetensors", predictor)
+    path = save_safetensors(
+        predictor.model,
+        tmp_path / "model.safetensors",
+        size=predictor.size,
+        intrinsics=predictor.intrinsics,
+    )
     again = mtcp.load(path)
     image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     a, b = predictor.predict(image), again.predict(image)
     for task in TASKS:
         np.testing.assert_array_equal(a[task], b[task])
     assert again.intrinsics == predictor.intrinsics and again.size == (64, 64)
+
+
+def test_safetensors_without_input_size_is_refused(checkpoint, tmp_path):
+    path = save_safetensors(mtcp.load(checkpoint).model, tmp_path / "nosize.safetensors")
+    with pytest.raises(MtcpError, match=r"nosize\.safetensors: no input size"):
+        mtcp.load(path)

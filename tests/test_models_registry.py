@@ -13,6 +13,7 @@ import mtcp
 from mtcp.errors import MtcpError
 from mtcp.models import create_model, list_models
 from mtcp.models.baselines import HardSharing
+from mtcp.models.heads import AuxHead, FinalHead
 from mtcp.models.mtcp import MTCP
 
 NYUD = {"semseg": 40, "depth": 1, "normals": 3}
@@ -74,6 +75,36 @@ def test_config_is_json_and_rebuilds_the_same_architecture():
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
     assert rebuilt.config == model.config
+
+
+@pytest.mark.parametrize(
+    "name, tasks", [("mtcp_tiny", NYUD), ("stl_tiny", ["depth"]), ("hps_tiny", ["depth", "edge"])]
+)
+@pytest.mark.parametrize("depth_init", [2.5, 4.0])
+def test_untrained_depth_starts_at_depth_init(name, tasks, depth_init):
+    expected = depth_init
+    default = create_model(name, tasks)
+    assert default.config["depth_init"] is None  # documented default: PyTorch's init
+    assert all(
+        float(m[-1].bias.abs().max()) < 1.0
+        for m in default.modules()
+        if isinstance(m, FinalHead | AuxHead)
+    )
+    model = create_model(name, tasks, depth_init=depth_init)
+    assert model.config["depth_init"] == expected
+    last_layers = [m[-1] for m in model.modules() if isinstance(m, FinalHead | AuxHead)]
+    depth_biases = [c.bias for c in last_layers if c.out_channels == 1 and c.bias[0] == expected]
+    n_heads = 3 if name == "mtcp_tiny" else 1  # final + deep supervision s16, s8
+    assert len(depth_biases) == n_heads
+    image = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        train_out = model.train()(image)
+        eval_out = model.eval()(image)
+    assert abs(float(eval_out["depth"].mean()) - expected) < 0.3
+    depth_keys = [k for k in train_out if k.split("_")[0] == "depth"]
+    assert len(depth_keys) == n_heads
+    for key in depth_keys:  # BN on batch statistics: a wider spread
+        assert abs(float(train_out[key].mean()) - expected) < 1.0, key
 
 
 @pytest.mark.parametrize("fmt", ["pt", "safetensors", "lightning"])

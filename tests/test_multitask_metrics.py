@@ -171,6 +171,18 @@ def test_coherence_metrics_see_outputs_and_batch(monkeypatch: pytest.MonkeyPatch
     assert set(build_metrics({"depth": 1, "sal": 1}).compute()) == {"depth", "sal"}
 
 
+def test_boundary_coherence_only_with_semseg_and_depth() -> None:
+    outputs, batch = _batch()
+    for d in (outputs, batch):
+        del d["depth"]
+    batch["intrinsics"] = torch.full((2, 4), 3.0)
+    m = build_metrics({"semseg": 3, "normals": 3}, boundary=False)
+    m.update(outputs, batch)  # boundary coherence would need the depth that is not predicted
+    assert set(m.compute()) == {"semseg", "normals"}
+    with_depth = build_metrics({"semseg": 3, "depth": 1}, boundary=False)
+    assert set(with_depth.extra_metrics) == {"boundary"}
+
+
 # ----------------------------------------------------------------------------- Δm
 
 

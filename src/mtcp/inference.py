@@ -9,9 +9,12 @@ Accepted files:
 
 * a training checkpoint (``.ckpt`` written by ``mtcp train``), loaded with
   ``torch.load(weights_only=True)``: tensors and primitive values only, nothing executable;
-* a weights file (``.safetensors``) holding the model's ``state_dict`` with the JSON metadata
-  entry ``"mtcp"`` = ``{"model": <model.config>, "tasks": {task: channels}, "size": [H, W],
-  "intrinsics": [fx, fy, cx, cy] | null}`` (see :func:`save_weights`).
+* a weights file (``.safetensors``) written by ``mtcp export --format safetensors`` or
+  :func:`mtcp.export.save_safetensors` (weights plus the model config; it needs the stored
+  input size);
+* an ONNX graph (``.onnx``) written by ``mtcp export --format onnx``, run on the CPU by
+  onnxruntime (:class:`mtcp.export.OnnxModel`; needs the ``export`` extra). A static graph
+  runs at its fixed input size, a dynamic one at the size stored in its metadata.
 
 A file that would need full unpickling is refused unless ``trust=True``.
 
@@ -36,10 +39,9 @@ are scaled to the 8-bit range.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +50,9 @@ from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
+
+if TYPE_CHECKING:
+    from mtcp.export import OnnxModel
 
 ImageLike = str | Path | np.ndarray | Image.Image
 
@@ -101,7 +106,8 @@ class Predictor:
     """A model ready for inference; see the module docstring for inputs and outputs.
 
     Attributes:
-        model: the network (eval mode) on ``device``.
+        model: the network (eval mode) on ``device``: a torch model or an
+            :class:`mtcp.export.OnnxModel` (onnxruntime, CPU).
         tasks: ``{task: channels}``.
         size: network input ``(H, W)``.
         intrinsics: ``(fx, fy, cx, cy)`` of the training camera at ``size`` (or None).
@@ -109,7 +115,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | OnnxModel,
         tasks: Mapping[str, int],
         size: Sequence[int],
         device: str | torch.device = "cpu",
@@ -208,56 +214,42 @@ def load_checkpoint_model(path: str | Path, trust: bool = False) -> tuple[Any, d
     return model, tasks, meta
 
 
-def save_weights(path: str | Path, predictor: Predictor) -> Path:
-    """Write ``predictor``'s weights and metadata as ``.safetensors`` (no pickle) atomically."""
-    from safetensors.torch import save
-
-    from mtcp.engine.checkpoint import atomic_write_bytes
-
-    meta = {
-        "model": dict(predictor.model.config),
-        "tasks": predictor.tasks,
-        "size": list(predictor.size),
-        "intrinsics": None if predictor.intrinsics is None else list(predictor.intrinsics),
-    }
-    state = {k: v.detach().cpu().contiguous() for k, v in predictor.model.state_dict().items()}
-    return atomic_write_bytes(path, save(state, metadata={"mtcp": json.dumps(meta)}))
-
-
-def _load_safetensors(path: Path) -> tuple[Any, dict, dict]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise MtcpError(f"{path}: not a readable safetensors file ({err})") from None
-    if "mtcp" not in metadata:
-        raise MtcpError(f"{path}: safetensors file without the 'mtcp' metadata entry")
-    meta = json.loads(metadata["mtcp"])
-    model, tasks = _build(meta, state, str(path))
-    return model, tasks, meta
-
-
 def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = False) -> Predictor:
-    """Load a checkpoint or weights file (see module docstring) as a :class:`Predictor`.
+    """Load a checkpoint, weights file or ONNX graph (see module docstring) as a
+    :class:`Predictor`.
 
     Args:
-        path: ``.ckpt`` of ``mtcp train`` or ``.safetensors``.
-        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...).
+        path: ``.ckpt`` of ``mtcp train``, ``.safetensors`` or ``.onnx`` (``mtcp export``).
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); an ONNX graph
+            always runs on the CPU through onnxruntime.
         trust: allow full unpickling of a checkpoint that needs it. Only for files of
             trusted origin: unpickling can execute arbitrary code.
     """
     path = Path(path)
     if not path.is_file():
         raise MtcpError(f"{path}: no such file")
-    if path.suffix == ".safetensors":
-        model, tasks, meta = _load_safetensors(path)
-        size, intrinsics = meta["size"], meta.get("intrinsics")
-    else:
-        model, tasks, meta = load_checkpoint_model(path, trust=trust)
-        size = meta["config"]["data"]["size"]
-        intrinsics = meta.get("intrinsics")
-    return Predictor(model, tasks, size, device=device, intrinsics=intrinsics)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from mtcp.export import OnnxModel
+
+        runner = OnnxModel(path)
+        size = runner.input_size or runner.meta.get("size")
+        if size is None:
+            raise MtcpError(f"{path}: ONNX graph with free H and W and no stored input size")
+        return Predictor(
+            runner, runner.tasks, size, device="cpu", intrinsics=runner.meta.get("intrinsics")
+        )
+    if suffix == ".safetensors":
+        from mtcp.export import load_safetensors, safetensors_metadata
+
+        meta = safetensors_metadata(path)
+        if meta.get("size") is None:
+            raise MtcpError(
+                f"{path}: no input size in the 'mtcp' metadata; write it with "
+                "mtcp.export.save_safetensors(model, path, size=(H, W))"
+            )
+        model = load_safetensors(path)
+        return Predictor(model, model.tasks, meta["size"], device, meta.get("intrinsics"))
+    model, tasks, meta = load_checkpoint_model(path, trust=trust)
+    size = meta["config"]["data"]["size"]
+    return Predictor(model, tasks, size, device=device, intrinsics=meta.get("intrinsics"))

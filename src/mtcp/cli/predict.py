@@ -1,5 +1,10 @@
 """``mtcp predict CKPT INPUTS... --out DIR``: dense maps for images, folders and videos.
 
+``CKPT`` is a checkpoint of ``mtcp train`` (``.ckpt``), a ``.safetensors`` or ``.onnx`` file of
+``mtcp export``. ``mtcp predict --onnx FILE INPUTS... --out DIR`` (no CKPT) runs the exported
+ONNX graph through onnxruntime on the CPU (needs ``pip install 'mtcp[export]'``); passing the
+``.onnx`` file as CKPT does the same.
+
 For every input image (``<name>`` = file stem; video frames ``<video>_f<frame>``) it writes into
 ``DIR/<name>/``:
 
@@ -17,7 +22,8 @@ raw values          ``--raw png`` (default): ``semseg.png`` class ids as 8-bit P
 coherence scores (SPEC §7; the camera is assumed to be the training camera scaled to the
 image): ``depth_normal_deg`` (mean angle between predicted normals and the normals implied by
 the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
-boundaries; higher is better). ``review = 1`` flags images whose predictions disagree with
+boundaries; higher is better; ``nan`` = undefined: neither map has a boundary, as in constant
+maps, and not flagged). ``review = 1`` flags images whose predictions disagree with
 each other: ``depth_normal_deg > --max-angle`` (default 30°) or ``boundary_f < --min-boundary-f``
 (default 0.2). An unreadable input is reported, listed with status ``unreadable`` and skipped.
 """
@@ -49,9 +55,23 @@ def add_parser(subparsers: Any) -> None:
         help="predict dense maps for images, folders or videos",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="mtcp predict [options] CKPT INPUTS... --out DIR\n"
+        "       mtcp predict [options] --onnx FILE INPUTS... --out DIR",
     )
-    parser.add_argument("checkpoint", help="a checkpoint of mtcp train (.ckpt) or .safetensors")
-    parser.add_argument("inputs", nargs="+", help="image files, folders of images, videos")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="CKPT INPUTS",
+        help="CKPT (.ckpt of mtcp train, .safetensors or .onnx; omitted with --onnx), then "
+        "image files, folders of images, videos",
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        default=None,
+        help="run this ONNX graph (mtcp export --format onnx) with onnxruntime on the CPU "
+        "instead of a CKPT",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--raw", choices=("png", "npy"), default="png", help="raw value format")
     parser.add_argument("--every", type=int, default=1, help="videos: keep every N-th frame")
@@ -203,13 +223,21 @@ def run(args: argparse.Namespace) -> int:
     from mtcp.engine.checkpoint import atomic_write_text
     from mtcp.inference import load, to_rgb_array
 
-    predictor = load(args.checkpoint, device=args.device, trust=args.trust)
+    if args.onnx is not None:
+        if args.device != "cpu":
+            raise MtcpError(f"--onnx runs on the CPU (onnxruntime); got --device {args.device}")
+        model_file, inputs = args.onnx, args.paths
+    else:
+        model_file, inputs = args.paths[0], args.paths[1:]
+        if not inputs:
+            raise MtcpError("no INPUTS given: mtcp predict CKPT INPUTS... --out DIR")
+    predictor = load(model_file, device=args.device, trust=args.trust)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
     failed = 0
-    for name, item in iter_inputs(args.inputs, max(args.every, 1)):
+    for name, item in iter_inputs(inputs, max(args.every, 1)):
         row: dict[str, Any] = {"input": name, "output": "", "status": "ok"}
         try:
             if isinstance(item, MtcpError):

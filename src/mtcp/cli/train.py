@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     if targets:
         lines.append(
             "(targets: coherence of the labels themselves, the attainable level; constant maps "
-            "of an untrained model have no boundaries at all, which scores boundary_F = 1)"
+            "of an untrained model have no boundaries at all: boundary_F undefined (nan), "
+            "counted in boundary_n_undefined)"
         )
     lines += [
         f"\nTrained {cfg.model.name} on {cfg.data.source} in {minutes:.1f} min.",

@@ -33,8 +33,11 @@ within ``tolerance_px`` pixels (:mod:`mtcp.metrics._matching`). For a 4-neighbou
 
 The pixel of the pair nearer to the camera (smaller depth; ties: the top/left one) is marked, in
 both maps alike. With ``m`` matches, ``S`` semantic and ``G`` geometric boundary pixels:
-``F = 2 m / (S + G)`` (1 when both are empty). Pooled ``F``: ``2 Σm / (ΣS + ΣG)`` over images;
-``image_mean``: mean of the per-image ``F``. Semantic boundaries without geometry (a picture
+``F = 2 m / (S + G)``. An image with no semantic and no geometric boundary at all (e.g. the
+constant maps of an untrained model) has nothing to agree on: its ``F`` is undefined (NaN), not
+1, and it is left out of ``image_mean`` and counted in ``n_undefined``. Pooled ``F``:
+``2 Σm / (ΣS + ΣG)`` over images (undefined images add nothing; NaN when all are undefined);
+``image_mean``: mean of the defined per-image ``F``. Semantic boundaries without geometry (a picture
 on a wall) and creases inside one class (two walls) cap the score below 1 even for exact labels;
 score the targets (``from_targets=True``) for the attainable level.
 
@@ -257,9 +260,10 @@ def _boundary_counts(
 
 
 def _f_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """F from ``[..., 3]`` counts (matches, semantic, geometric); NaN without any boundary."""
     counts = counts.double()
     total = counts[..., 1] + counts[..., 2]
-    return torch.where(total > 0, 2 * counts[..., 0] / total.clamp_min(1), torch.ones_like(total))
+    return torch.where(total > 0, 2 * counts[..., 0] / total.clamp_min(1), math.nan)
 
 
 def boundary_coherence(
@@ -284,7 +288,8 @@ def boundary_coherence(
         depth_jump, normal_jump_deg: discontinuity thresholds (module docstring).
 
     Returns:
-        float64 ``[B]`` (a float for one image), in ``[0, 1]``.
+        float64 ``[B]`` (a float for one image), in ``[0, 1]``; NaN (undefined) for an image
+        with neither semantic nor geometric boundaries.
     """
     single = torch.as_tensor(semseg).dim() == 2
     counts = _boundary_counts(
@@ -381,7 +386,8 @@ class BoundaryCoherence(Metric):
     ids when ``from_targets=True``), ``depth`` and, when present and ``use_normals``,
     ``normals``; without normals, finite ``batch["intrinsics"]`` give the normals implied by the
     depth, otherwise only depth discontinuities count. ``compute()`` returns ``F`` (pooled),
-    ``image_mean`` and ``n_images``; ``per_image()`` gives the per-image F.
+    ``image_mean`` (over defined images), ``n_images`` (all) and ``n_undefined`` (images without
+    any boundary, F = NaN); ``per_image()`` gives the per-image F.
     """
 
     is_differentiable = False
@@ -429,15 +435,21 @@ class BoundaryCoherence(Metric):
         self.counts.append(counts.to(self.device))
 
     def per_image(self) -> torch.Tensor:
-        """float64 ``[N]``: F of each image."""
+        """float64 ``[N]``: F of each image (NaN where undefined)."""
         if isinstance(self.counts, list) and not self.counts:
             return torch.zeros(0, dtype=torch.float64)
         return _f_from_counts(dim_zero_cat(self.counts))
 
     def compute(self) -> dict[str, float]:
-        """``F`` (pooled), ``image_mean`` and ``n_images``."""
+        """``F`` (pooled), ``image_mean``, ``n_images`` and ``n_undefined``."""
         per = self.per_image()
         if not per.numel():
-            return {"F": math.nan, "image_mean": math.nan, "n_images": 0}
+            return {"F": math.nan, "image_mean": math.nan, "n_images": 0, "n_undefined": 0}
         pooled = _f_from_counts(dim_zero_cat(self.counts).sum(0))
-        return {"F": float(pooled), "image_mean": float(per.mean()), "n_images": int(per.numel())}
+        defined = per[~per.isnan()]
+        return {
+            "F": float(pooled),
+            "image_mean": float(defined.mean()) if defined.numel() else math.nan,
+            "n_images": int(per.numel()),
+            "n_undefined": int(per.numel() - defined.numel()),
+        }

@@ -260,7 +260,8 @@ def build_metrics(
         boundary: score ``edge`` with :class:`mtcp.metrics.boundary.BoundaryF` (odsF, oisF,
             AP); when False, ``edge`` is not scored.
         coherence: add depth–normal coherence (needs depth and normals) and boundary coherence
-            (needs semseg and depth or normals) from :mod:`mtcp.metrics.coherence`.
+            (needs semseg and depth; normals, when predicted, add creases) from
+            :mod:`mtcp.metrics.coherence`.
     """
     tasks = resolve_tasks(tasks)
     p = get_protocol(protocol, **overrides)
@@ -283,7 +284,8 @@ def build_metrics(
         if "depth" in tasks and "normals" in tasks:
             cls = _optional("coherence", "DepthNormalCoherence", "coherence", "coherence")
             extra["depth_normal"] = cls()
-        if "semseg" in tasks and ("depth" in tasks or "normals" in tasks):
+        # depth decides which pixel of a boundary pair is marked: no boundary coherence without
+        if "semseg" in tasks and "depth" in tasks:
             cls = _optional("coherence", "BoundaryCoherence", "coherence", "coherence")
             extra["boundary"] = cls()
     return MultiTaskMetrics(metrics, extra, p)

@@ -13,13 +13,15 @@ from torch import Tensor, nn
 
 from mtcp.models.backbones import build_backbone
 from mtcp.models.base import DenseModel
-from mtcp.models.heads import FinalHead
+from mtcp.models.heads import DEPTH_INIT, FinalHead, output_bias
+from mtcp.models.ops import match_grad_strides
 
 
 class HardSharing(DenseModel):
     """Hard parameter sharing: shared backbone, one :class:`FinalHead` per task on R.
 
     Shapes: ``image [B, 3, H, W]`` -> ``{task: [B, C_task, H, W]}`` (heads at 1/4).
+    ``depth_init``: initial bias (metres) of the depth head, as in :class:`mtcp.models.mtcp.MTCP`.
     """
 
     def __init__(
@@ -28,12 +30,19 @@ class HardSharing(DenseModel):
         backbone: str = "convnext_atto",
         channels: int = 256,
         min_size: int = 64,
+        depth_init: float | None = DEPTH_INIT,
         pretrained: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(tasks, min_size)
         self.backbone = build_backbone(backbone, channels, pretrained, backbone_kwargs)
-        self.heads = nn.ModuleDict({t: FinalHead(channels, c) for t, c in self.tasks.items()})
+        self.heads = nn.ModuleDict(
+            {
+                t: FinalHead(channels, c, bias=output_bias(t, depth_init))
+                for t, c in self.tasks.items()
+            }
+        )
+        match_grad_strides(self)
 
     def predict(self, image: Tensor) -> dict[str, Tensor]:
         """``image [B, 3, Hp, Wp]`` -> ``{task: [B, C_task @ 1/4]}``."""

@@ -27,7 +27,8 @@ from mtcp.models.backbones import build_backbone
 from mtcp.models.base import DenseModel
 from mtcp.models.coherence import CoherenceFusion
 from mtcp.models.decoder import TaskDecoder
-from mtcp.models.heads import AuxHead, FinalHead
+from mtcp.models.heads import DEPTH_INIT, AuxHead, FinalHead, output_bias
+from mtcp.models.ops import match_grad_strides
 from mtcp.models.traceback import TraceBack
 
 CFM_STRIDES = (4, 8, 16)
@@ -55,6 +56,8 @@ class MTCP(DenseModel):
             device and batch (see :func:`mtcp.models.attention.auto_chunk_size`).
         cbam_reduction: channel reduction of every CBAM's MLP.
         min_size: smallest accepted image side in pixels.
+        depth_init: initial bias (metres) of the depth output layers, final and deep
+            supervision (see :data:`mtcp.models.heads.DEPTH_INIT`).
         grad_checkpointing: recompute the backbone and the decoders' Swin blocks in backward
             instead of storing their activations (same function; ~45% less training memory
             for ``mtcp_paper``, a few % more time). Modules with BatchNorm are never
@@ -81,6 +84,7 @@ class MTCP(DenseModel):
         attention_chunk: int | None = None,
         cbam_reduction: int = 16,
         min_size: int = 64,
+        depth_init: float | None = DEPTH_INIT,
         grad_checkpointing: bool = False,
         pretrained: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
@@ -140,15 +144,19 @@ class MTCP(DenseModel):
             aux_in = (channels, channels)
         else:
             aux_in = (decoder_dims[2], decoder_dims[1])
-        self.heads = nn.ModuleDict({t: FinalHead(channels, c) for t, c in self.tasks.items()})
+        bias = {t: output_bias(t, depth_init) for t in names}
+        self.heads = nn.ModuleDict(
+            {t: FinalHead(channels, c, bias=bias[t]) for t, c in self.tasks.items()}
+        )
         if self.deep_supervision:
             self.aux_heads = nn.ModuleDict(
                 {
-                    t: nn.ModuleList(AuxHead(i, c, channels) for i in aux_in)
+                    t: nn.ModuleList(AuxHead(i, c, channels, bias[t]) for i in aux_in)
                     for t, c in self.tasks.items()
                 }
             )
         self.set_grad_checkpointing(grad_checkpointing)
+        match_grad_strides(self)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Switch activation checkpointing of the backbone and the task decoders."""

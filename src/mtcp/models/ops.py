@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,3 +24,23 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1) -> n
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+def match_grad_strides(module: nn.Module) -> None:
+    """Make the gradient of every parameter of ``module`` have exactly that parameter's strides.
+
+    Autograd keeps a kernel's gradient whose strides differ from the parameter's only in size-1
+    dimensions (e.g. the ``[C, 1, 7, 7]`` weights of ConvNeXt's depthwise convolutions on the
+    CPU): same memory layout, but DistributedDataParallel compares every stride and warns
+    "Grad strides do not match bucket view strides". Only parameters with a size-1 dimension get
+    the hook; a gradient is copied only when its strides differ. Values are unchanged.
+    """
+    for param in module.parameters():
+        if param.requires_grad and param.dim() > 1 and 1 in param.shape:
+            param.register_hook(partial(_with_strides_of, param))
+
+
+def _with_strides_of(param: nn.Parameter, grad: Tensor) -> Tensor:
+    if grad.stride() == param.stride() or grad.shape != param.shape:
+        return grad
+    return grad.new_empty_strided(param.shape, param.stride()).copy_(grad)

@@ -29,6 +29,7 @@ from torch import nn
 from mtcp.errors import MtcpError
 from mtcp.models.base import DenseModel
 from mtcp.models.baselines import HardSharing
+from mtcp.models.heads import DEPTH_INIT
 from mtcp.models.mtcp import MTCP
 from mtcp.tasks import resolve_tasks
 
@@ -69,6 +70,8 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 _SHARED_KEYS = ("backbone", "channels")
+#: options of every preset, listed so that ``model.config`` records them
+_COMMON = {"depth_init": DEPTH_INIT}
 
 
 def register_model(name: str, preset: Preset) -> None:
@@ -112,7 +115,8 @@ def create_model(
         weights: a local ``.safetensors`` file or a ``torch.save`` state dict (a Lightning
             checkpoint's ``state_dict`` is accepted) loaded into the whole model.
         **overrides: any constructor argument of the preset's class (e.g. ``cfm=False``,
-            ``cfm_stride=8``, ``channels=128``), see :class:`mtcp.models.mtcp.MTCP`.
+            ``cfm_stride=8``, ``channels=128``, ``depth_init=3.0``), see
+            :class:`mtcp.models.mtcp.MTCP`.
 
     Returns:
         the model, with ``.tasks`` ``{task: channels}`` and ``.config`` such that
@@ -171,13 +175,14 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
 
 for _size, _defaults in SIZES.items():
     register_model(
-        f"mtcp_{_size}", Preset(MTCP, dict(_defaults), description=f"MT-CP, {_size} size")
+        f"mtcp_{_size}",
+        Preset(MTCP, {**_defaults, **_COMMON}, description=f"MT-CP, {_size} size"),
     )
     register_model(
         f"stl_{_size}",
         Preset(
             MTCP,
-            {**_defaults, "cfm": False, "traceback": False, "deep_supervision": False},
+            {**_defaults, **_COMMON, "cfm": False, "traceback": False, "deep_supervision": False},
             num_tasks=1,
             description=f"single-task baseline, {_size} size",
         ),
@@ -186,7 +191,7 @@ for _size, _defaults in SIZES.items():
         f"hps_{_size}",
         Preset(
             HardSharing,
-            {k: _defaults[k] for k in _SHARED_KEYS},
+            {**{k: _defaults[k] for k in _SHARED_KEYS}, **_COMMON},
             description=f"hard-sharing baseline, {_size} size",
         ),
     )

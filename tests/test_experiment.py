@@ -1,0 +1,191 @@
+"""`mtcp experiment`: study files, the claim rule, and the --quick study end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mtcp.cli import main
+from mtcp.errors import MtcpError
+from mtcp.experiment import aggregate as agg
+from mtcp.experiment.runner import read_curves
+from mtcp.experiment.study import Claim, load_study
+from mtcp.metrics import delta_m
+from mtcp.tasks import get_task
+
+STUDY = "synthetic_ablation"
+
+
+def _table(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the first Markdown table after ``heading``."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    block = itertools.takewhile(lambda ln: ln.startswith("|"), lines[start:])
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in block]
+    return rows[0], rows[2:]
+
+
+def _mean(cell: str) -> float:
+    return float(cell.split("±")[0])
+
+
+def test_quick_study_writes_results_report_and_resumes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["experiment", STUDY, "--quick", "--out", str(out)]) == 0
+    study = load_study(STUDY).quick_variant()
+    names = list(study.configurations)
+    results = {n: json.loads((out / "results" / n / "seed_0.json").read_text()) for n in names}
+    tasks = study.tasks
+    for result in results.values():
+        assert result["steps"] > 0 and result["train_seconds"] > 0 and result["params"] > 0
+        for task in tasks:
+            assert math.isfinite(result["metrics"][task][get_task(task).main_metric])
+        assert result["curves"] and result["curves"][0]["epochs"][0]["train_loss"]
+    assert len(results["single_task"]["curves"]) == len(tasks)  # one model per task
+    # LPS updates every step in the quick study: one weight record per step, up to the last
+    lps = results["mtcp_lps"]
+    assert [r["step"] for r in lps["weights_history"]] == list(range(1, lps["steps"] + 1))
+    assert results["single_task"]["weights_history"] is None
+
+    report = (out / "EXPERIMENTS.md").read_text()
+    header, rows = _table(report, "## Results")
+    assert header[0] == "configuration" and header[-1] == "seeds"
+    assert [re.search(r"\(`(\w+)`\)", r[0]).group(1) for r in rows] == names
+    reference = results[study.reference]["metrics"]
+    for row in rows:
+        name = re.search(r"\(`(\w+)`\)", row[0]).group(1)
+        metrics = results[name]["metrics"]
+        cells = dict(zip(header, row))
+        # every number is finite and is the value stored in the JSON (rounded as shown)
+        for cell in row[1:]:
+            assert math.isfinite(_mean(cell)), (name, cell)
+        expected = {
+            "Δm (%) ↑": delta_m(metrics, reference, tasks=tasks),
+            "semseg/mIoU ↑": metrics["semseg"]["mIoU"],
+            "depth/rmse ↓": metrics["depth"]["rmse"],
+            "normals/mean ↓": metrics["normals"]["mean"],
+            "edge/odsF ↑": metrics["edge"]["odsF"],
+            "depth–normal coherence (°) ↓": metrics["coherence"]["depth_normal_mean"],
+            "boundary coherence F ↑": metrics["coherence"]["boundary_F"],
+            "parameters (M) ↓": results[name]["params"] / 1e6,
+            "train time (s) ↓": results[name]["train_seconds"],
+        }
+        for column, value in expected.items():
+            shown = cells[column]
+            places = len(shown.split(".")[1]) if "." in shown else 0
+            assert _mean(shown) == pytest.approx(value, abs=0.51 * 10**-places), (name, column)
+        assert cells["seeds"] == "1"
+    assert "## Which claims hold at this scale" in report
+    assert re.search(r"At this scale, \d+ of \d+ claims hold", report)
+    for plot in ("curves_architecture.png", "loss_weights.png"):
+        assert (out / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plots/{plot}" in report
+
+    # --report-only reproduces the report byte for byte; a second run skips every finished run
+    (out / "EXPERIMENTS.md").unlink()
+    assert main(["experiment", STUDY, "--quick", "--out", str(out), "--report-only"]) == 0
+    assert (out / "EXPERIMENTS.md").read_text() == report
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
+    capsys.readouterr()
+    assert main(["experiment", STUDY, "--quick", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done before, skipped") == len(names)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def _values(**configs: list[float]) -> dict[str, dict[str, dict[int, float]]]:
+    return {name: {"delta_m": dict(enumerate(v))} for name, v in configs.items()}
+
+
+@pytest.mark.parametrize(
+    ("better", "than", "outcome"),
+    [
+        ([3.0, 3.2], [1.0, 1.1], agg.HOLDS),  # clear win in every seed
+        ([1.0, 1.1], [3.0, 3.2], agg.FAILS),  # clear loss in every seed
+        ([1.0, 3.0], [1.5, 1.6], agg.INCONCLUSIVE),  # within the seed spread
+        ([2.0, 0.0], [1.0, 1.0], agg.INCONCLUSIVE),  # mixed signs over seeds
+    ],
+)
+def test_claim_rule_compares_means_with_spreads(better, than, outcome) -> None:
+    claim = Claim("A beats B", "delta_m", "a", "b")
+    verdict = agg.judge(claim, _values(a=better, b=than))
+    assert verdict.outcome == outcome
+    assert verdict.difference == pytest.approx(sum(better) / 2 - sum(than) / 2)
+
+
+def test_claim_rule_direction_and_missing_runs() -> None:
+    lower = {"a": {"depth/rmse": {0: 1.0, 1: 1.1}}, "b": {"depth/rmse": {0: 2.0, 1: 2.1}}}
+    assert agg.judge(Claim("a", "depth/rmse", "a", "b"), lower).outcome == agg.HOLDS
+    assert agg.judge(Claim("a", "depth/rmse", "b", "a"), lower).outcome == agg.FAILS
+    assert agg.judge(Claim("a", "delta_m", "a", "c"), _values(a=[1.0])).outcome == agg.NOT_RUN
+    # one seed: no spread to compare with, so no decision however large the difference
+    one = agg.judge(Claim("a", "delta_m", "a", "b"), _values(a=[9.0], b=[0.5]))
+    assert one.outcome == agg.INCONCLUSIVE and one.difference == pytest.approx(8.5)
+
+
+def test_engine_configs_share_settings_and_split_single_task(tmp_path: Path) -> None:
+    study = load_study(STUDY)
+    runs = study.engine_configs("single_task", seed=1, root=tmp_path)
+    assert [tasks for tasks, _ in runs] == [[t] for t in study.tasks]
+    full = study.engine_configs("mtcp_no_cfm", seed=1, root=tmp_path)[0][1]
+    for _, cfg in runs:
+        assert cfg.model.name == "stl_tiny" and cfg.trainer.seed == 1
+        assert cfg.run.root == str(tmp_path)
+        assert cfg.data.size == full.data.size and cfg.trainer.max_epochs == full.trainer.max_epochs
+    assert full.model.options == {"cfm": False} and full.data.tasks == study.tasks
+    # the fingerprint follows what changes results, not where runs write
+    assert study.fingerprint("mtcp_lps", 0) == study.fingerprint("mtcp_lps", 0)
+    assert study.fingerprint("mtcp_lps", 0) != study.fingerprint("mtcp_lps", 1)
+    assert study.fingerprint("mtcp_lps", 0) != study.fingerprint("mtcp_no_cfm", 0)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_study_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
+    good = """
+        study: {seeds: [0], reference: a}
+        base: {config: synthetic}
+        configurations:
+          a: {overrides: {model.name: hps_tiny}}
+    """
+    assert list(load_study(_write(tmp_path, good)).configurations) == ["a"]
+    cases = {
+        "unknown key data.sizes": good.replace("model.name: hps_tiny", "data.sizes: 64x96"),
+        "unknown configuration 'b'": good + "    claims: [{text: t, metric: delta_m, better: a, "
+        "than: b}]\n",
+        "study.reference 'x'": good.replace("reference: a", "reference: x"),
+    }
+    for message, text in cases.items():
+        with pytest.raises(MtcpError, match=re.escape(message)) as err:
+            load_study(_write(tmp_path, text))
+        assert "study.yaml" in str(err.value)
+    assert main(["experiment", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_read_curves_keeps_training_epochs_only(tmp_path: Path) -> None:
+    csv_text = textwrap.dedent(
+        """\
+        epoch,step,train/loss/depth_epoch,val/depth/rmse,val/loss/depth
+        0,9,,0.9,0.5
+        0,9,1.5,,
+        1,19,,0.7,0.4
+        1,19,1.2,,
+        2,20,,0.7,0.4
+        """
+    )
+    path = tmp_path / "metrics.csv"
+    path.write_text(csv_text)
+    curves = read_curves(path, max_epochs=2)
+    assert [c["epoch"] for c in curves] == [1, 2]
+    assert [c["step"] for c in curves] == [10, 20]
+    assert curves[1]["train_loss"] == {"depth": 1.2}
+    assert curves[0]["val"] == {"depth/rmse": 0.9}
