@@ -21,7 +21,9 @@ vectorised over the pixels of the primitive's screen-space bounding box), so tha
   person is visible, all 255 (ignore) otherwise, as PASCAL stores images without a person.
 
 The RGB image uses a per-surface albedo, a cheap solid texture (3-D checker or stripes), a
-Lambertian point light plus ambient term computed from the true normals, and sensor noise.
+Lambertian point light plus ambient term computed from the true normals, and sensor noise;
+it is shaded per pixel by a numba kernel. Scenes are reference data (tests, experiments):
+any change to the arithmetic or its order, or to the random draws, changes them.
 Every random choice comes from ``numpy.random.default_rng([seed, index])``, so a scene is a
 pure function of ``(seed, index, size, person_prob)``.
 """
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -95,6 +98,17 @@ _BASE_ALBEDO = np.array(
 _NEAR = 0.05  # metres: primitives closer than this to the camera plane use the whole image
 
 _F32 = np.float32
+# Outward normals of the faces 2k / 2k + 1 of a box (the +k / -k side); also the inward
+# normals of the room faces (face 2k lies at coordinate 0 along k, 2k + 1 at the far side).
+_FACE_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+
+
+def _njit(fn):
+    """``numba.njit(cache=True)``, without the on-disk cache where none is writable."""
+    try:
+        return numba.njit(nogil=True, cache=True)(fn)
+    except RuntimeError:  # pragma: no cover - depends on the file system
+        return numba.njit(nogil=True)(fn)
 
 
 @dataclass(frozen=True)
@@ -142,24 +156,36 @@ class _Canvas:
         b = ((np.arange(h, dtype=_F32) - cy) / fy)[:, None]
         # World direction of each pixel's ray, scaled so that its camera-z component is 1:
         # the ray parameter t of a hit is then its depth along the optical axis.
-        self.d = [
-            (float(rot[k, 0]) * a + float(rot[k, 1]) * b + float(rot[k, 2])).astype(_F32)
-            for k in range(3)
-        ]
+        self.d = np.stack(
+            [float(rot[k, 0]) * a + float(rot[k, 1]) * b + float(rot[k, 2]) for k in range(3)]
+        )  # float32 [3, H, W]
         self.depth = np.full(size, np.inf, dtype=_F32)
-        self.n = [np.zeros(size, dtype=_F32) for _ in range(3)]
+        # World normals of curved surfaces only; a flat surface has one normal, kept per id.
+        self.n = np.zeros((3, *size), dtype=_F32)
         self.sid = np.zeros(size, dtype=np.int32)
         self.surfaces: list[Surface] = []
+        self.flat_normals: list[np.ndarray | None] = []  # float32 [3] world, None if curved
         # Surfaces with equal keys lie in one plane with equal labels: no boundary between them.
         self.edge_keys: list[int] = []
         self.looks: list[tuple[np.ndarray, int, float, float]] = []  # albedo, tex, freq, amp
 
-    def add(self, surface: Surface, look: tuple[np.ndarray, int, float, float], k: int = 1) -> int:
-        """Register ``k`` surfaces sharing ``surface`` and ``look``; returns the first id."""
+    def add(
+        self,
+        surface: Surface,
+        look: tuple[np.ndarray, int, float, float],
+        k: int = 1,
+        normals: Iterable[np.ndarray] | None = None,
+    ) -> int:
+        """Register ``k`` surfaces sharing ``surface`` and ``look``; returns the first id.
+
+        ``normals`` gives the world normal of each of the ``k`` flat surfaces; without it the
+        surfaces are curved and :meth:`commit` stores their per-pixel normals.
+        """
         first = len(self.surfaces)
         self.surfaces.extend([surface] * k)
         self.edge_keys.extend(range(first, first + k))
         self.looks.extend([look] * k)
+        self.flat_normals.extend([None] * k if normals is None else normals)
         return first
 
     def window(self, corners: np.ndarray) -> tuple[slice, slice] | None:
@@ -177,13 +203,14 @@ class _Canvas:
             return None
         return (slice(v0, v1), slice(u0, u1))
 
-    def commit(self, win, t: np.ndarray, sid, normals: Sequence[np.ndarray]) -> None:
-        """Keep the hits ``t`` (inf = miss) that are nearer than what the window shows."""
+    def commit(self, win, t: np.ndarray, sid, normals: Sequence[np.ndarray] = ()) -> None:
+        """Keep the hits ``t`` (inf = miss) that are nearer than what the window shows;
+        ``normals`` (world x, y, z) only for curved surfaces."""
         m = t < self.depth[win]
         np.copyto(self.depth[win], t, where=m)
         np.copyto(self.sid[win], sid, where=m)
-        for k in range(3):
-            np.copyto(self.n[k][win], normals[k], where=m)
+        for k, n in enumerate(normals):
+            np.copyto(self.n[k][win], n, where=m)
 
     def rays(self, win, dtype=_F32) -> list[np.ndarray]:
         """Ray directions in ``win``; curved primitives solve their quadratics in float64
@@ -213,23 +240,22 @@ def _room(cv: _Canvas, dims: Sequence[float], looks: list) -> None:
 
     Ids: 0/1 the walls x = 0 / x = Lx, 2/3 the walls y = 0 / y = Ly, 4 floor, 5 ceiling.
     """
-    dx, dy, dz = cv.d
-    ts = []
+    ts, towards = [], []  # distance to the face each ray heads for along axis k; its side
     with np.errstate(divide="ignore"):
         for k, d in enumerate(cv.d):
-            ts.append(np.where(d > 0, _F32(dims[k] - cv.o[k]), _F32(cv.o[k])) / np.abs(d))
+            pos = d > 0
+            ts.append(np.where(pos, _F32(dims[k] - cv.o[k]), _F32(cv.o[k])))
+            ts[-1] /= np.abs(d)
+            towards.append(pos.view(np.int8))
     tx, ty, tz = ts
-    t = np.minimum(np.minimum(tx, ty), tz)
-    face = np.where(
-        tx == t, (dx > 0).astype(np.intp), np.where(ty == t, 2 + (dy > 0), 4 + (dz > 0))
-    )
-    normals = np.array(
-        [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=_F32
-    )
+    t = np.minimum(tx, ty)
+    np.minimum(t, tz, out=t)
+    face = np.where(ty == t, towards[1] + np.int8(2), towards[2] + np.int8(4))
+    np.copyto(face, towards[0], where=tx == t)
+    normals = _FACE_NORMALS.astype(_F32)
     for k, cls in enumerate([_C["wall"]] * 4 + [_C["floor"], _C["ceiling"]]):
-        cv.add(Surface(cls), looks[k])
-    win = (slice(None), slice(None))
-    cv.commit(win, t, face, [np.take(normals[:, k], face) for k in range(3)])
+        cv.add(Surface(cls), looks[k], normals=[normals[k]])
+    cv.commit((slice(None), slice(None)), t, face)
 
 
 def _decal(cv: _Canvas, face: int, rect: Sequence[float], dims, surface: Surface, look) -> None:
@@ -250,7 +276,7 @@ def _decal(cv: _Canvas, face: int, rect: Sequence[float], dims, surface: Surface
     win = cv.window(corners)
     if win is None:
         return
-    sid = cv.add(surface, look)
+    sid = cv.add(surface, look, normals=[cv.flat_normals[face]])
     depth = cv.depth[win]
     d = cv.rays(win)
     pa = cv.o[along] + depth * d[along]
@@ -270,7 +296,7 @@ def _box(cv: _Canvas, centre, half, yaw: float, surface: Surface, look) -> int |
     win = cv.window(np.asarray(centre) + (signs * np.asarray(half)) @ rz.T)
     if win is None:
         return None
-    sid = cv.add(surface, look, 6)
+    sid = cv.add(surface, look, 6, normals=(_FACE_NORMALS @ rz.T).astype(_F32))
     dx, dy, dz = cv.rays(win)
     c, s = math.cos(yaw), math.sin(yaw)
     rx, ry, rz_ = (cv.o[k] - float(centre[k]) for k in range(3))
@@ -293,9 +319,7 @@ def _box(cv: _Canvas, centre, half, yaw: float, surface: Surface, look) -> int |
         (ld[0] > 0).astype(np.intp),
         np.where(near[1] == tn, 2 + (ld[1] > 0), 4 + (ld[2] > 0)),
     )
-    local = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
-    world = (local @ rz.T).astype(_F32)
-    cv.commit(win, t, sid + face, [np.take(world[:, k], face) for k in range(3)])
+    cv.commit(win, t, sid + face)
     return sid
 
 
@@ -545,74 +569,132 @@ def render_scene_full(
 
 def _shade_and_label(cv: _Canvas, rng, dims, intr: np.ndarray) -> dict[str, Any]:
     """Turn the z-buffer into the image and the label maps of a raw sample."""
-    depth = cv.depth
     sid = cv.sid.astype(np.intp)  # np.take converts other index types on every call
-    surfs = cv.surfaces
+    surfs, looks = cv.surfaces, cv.looks
 
     def lut(values, dtype) -> np.ndarray:
         return np.take(np.asarray(values, dtype=dtype), sid)
 
-    cls = np.array([s.cls for s in surfs], dtype=np.uint8)
-    semseg = np.take(cls, sid)
-    salient = np.isin(cls, [_C[c] for c in SALIENT_CLASSES]).astype(_F32)
-    sal = np.take(salient, sid)
-    human_parts = lut([PERSON_PARTS.get(s.part, 0) for s in surfs], np.uint8)
+    salient = {_C[c] for c in SALIENT_CLASSES}
+    semseg = lut([s.cls for s in surfs], np.uint8)
+    sal = lut([s.cls in salient for s in surfs], _F32)
+    if any(s.part for s in surfs):
+        human_parts = lut([PERSON_PARTS.get(s.part, 0) for s in surfs], np.uint8)
+    else:
+        human_parts = np.zeros(sid.shape, dtype=np.uint8)
     if not human_parts.any():
         human_parts[:] = IGNORE_INDEX
 
-    # World hit points, Lambertian point light + ambient, solid texture.
-    p = [cv.o[k] + depth * cv.d[k] for k in range(3)]
     light = (rng.uniform(0.25, 0.75) * dims[0], rng.uniform(0.25, 0.75) * dims[1], dims[2] - 0.4)
-    lv = [float(light[k]) - p[k] for k in range(3)]
-    ndotl = (cv.n[0] * lv[0] + cv.n[1] * lv[1] + cv.n[2] * lv[2]) / np.sqrt(
-        lv[0] * lv[0] + lv[1] * lv[1] + lv[2] * lv[2]
-    )
     ambient, diffuse = rng.uniform(0.25, 0.45), rng.uniform(0.55, 0.85)
-    shade = ambient + diffuse * np.maximum(ndotl, 0)
-    kind = np.array([look[1] for look in cv.looks])
-    shade = np.where(lut(kind < 0, bool), _F32(1.0), shade)  # emissive windows
-    freq = lut([look[2] for look in cv.looks], _F32)
-    fp = [np.floor(p[k] * freq).astype(np.int32) for k in range(3)]
-    # checker: parity of the 3-D cell index; stripes: parity of the height index only
-    pattern = ((fp[2] + lut(kind == 1, np.int32) * (fp[0] + fp[1])) & 1).astype(_F32)
-    amp = lut([look[3] if look[1] > 0 else 0.0 for look in cv.looks], _F32)
-    shade = shade * (1.0 + amp * (pattern - 0.5))
     tint = rng.uniform(0.85, 1.0, 3) * 255.0
-    albedo = np.array([look[0] for look in cv.looks], dtype=_F32)
-    noise = rng.integers(0, 256, sid.shape, dtype=np.uint8).astype(_F32) - 127.5
-    noise *= _F32(rng.uniform(1.0, 4.0) / 127.5)
+    noise = rng.integers(0, 256, sid.shape, dtype=np.uint8)
+    noise_scale = rng.uniform(1.0, 4.0) / 127.5
+    curved = np.array([n is None for n in cv.flat_normals])
+    flat = np.array([np.zeros(3) if n is None else n for n in cv.flat_normals], dtype=_F32)
+    kind = np.array([look[1] for look in looks])
     image = np.empty((*sid.shape, 3), dtype=np.uint8)
-    for k in range(3):
-        channel = np.take(albedo[:, k], sid) * shade * _F32(tint[k]) + noise
-        image[..., k] = np.clip(channel, 0, 255)
-
-    # Normals in the camera frame: n_cam = R^T n_world.
-    rot = cv.rot
     normals = np.empty((*sid.shape, 3), dtype=_F32)
-    for j in range(3):
-        normals[..., j] = sum(float(rot[k, j]) * cv.n[k] for k in range(3))
-
-    # Boundaries: the visible surface changes; mark the nearer pixel of each pair.
-    key = np.take(np.asarray(cv.edge_keys, dtype=np.int32), sid)
-    edge = np.zeros(sid.shape, dtype=bool)
-    for axis in (0, 1):
-        a = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
-        b = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
-        change = key[a] != key[b]
-        first_nearer = depth[a] <= depth[b]
-        edge[a] |= change & first_nearer
-        edge[b] |= change & ~first_nearer
-
+    _shade_kernel(
+        cv.sid,
+        cv.depth,
+        cv.d,
+        np.array(cv.o + light + (ambient, diffuse, noise_scale), dtype=_F32),
+        cv.rot.astype(_F32),
+        flat,
+        curved,
+        cv.n,
+        np.array([look[2] for look in looks], dtype=_F32),
+        kind == 1,
+        np.array([look[3] if look[1] > 0 else 0.0 for look in looks], dtype=_F32),
+        kind < 0,
+        np.array([look[0] for look in looks], dtype=_F32),
+        tint.astype(_F32),
+        noise,
+        image,
+        normals,
+    )
+    edge = np.zeros(sid.shape, dtype=np.uint8)
+    _edge_kernel(np.asarray(cv.edge_keys, dtype=np.int32), cv.sid, cv.depth, edge)
     return {
         "image": image,
         "semseg": semseg,
-        "depth": depth,
+        "depth": cv.depth,
         "normals": normals,
-        "edge": edge.astype(np.uint8),
+        "edge": edge,
         "sal": sal,
         "human_parts": human_parts,
         "intrinsics": intr.astype(_F32),
     }
+
+
+@_njit
+def _shade_kernel(
+    sid, depth, d, scalars, rot, flat, curved, pixel_n, freq, checker, amp, emissive, albedo,
+    tint, noise, image, normals
+):  # fmt: skip
+    """Image and camera-frame normals of every pixel, in float32 throughout.
+
+    ``scalars``: camera origin (3), light position (3), ambient, diffuse, noise scale.
+    Shading: a Lambertian point light plus ambient, times a solid texture
+    ``1 + amp * (pattern - 0.5)`` where ``pattern`` is the parity of the 3-D cell index
+    (checker) or of the height index only (stripes); windows are emissive (shade 1).
+    The operations and their order are part of the data: changing them changes the scenes.
+    """
+    zero, one, half = np.float32(0.0), np.float32(1.0), np.float32(0.5)
+    mid, top = np.float32(127.5), np.float32(255.0)
+    o0, o1, o2, l0, l1, l2, ambient, diffuse, noise_scale = scalars
+    h, w = sid.shape
+    for i in range(h):
+        for j in range(w):
+            s = sid[i, j]
+            if curved[s]:
+                n0, n1, n2 = pixel_n[0, i, j], pixel_n[1, i, j], pixel_n[2, i, j]
+            else:
+                n0, n1, n2 = flat[s, 0], flat[s, 1], flat[s, 2]
+            for c in range(3):  # n_cam = R^T n_world
+                normals[i, j, c] = zero + rot[0, c] * n0 + rot[1, c] * n1 + rot[2, c] * n2
+            t = depth[i, j]
+            p0, p1, p2 = t * d[0, i, j] + o0, t * d[1, i, j] + o1, t * d[2, i, j] + o2
+            v0, v1, v2 = l0 - p0, l1 - p1, l2 - p2
+            ndotl = (n0 * v0 + n1 * v1 + n2 * v2) / np.sqrt(v0 * v0 + v1 * v1 + v2 * v2)
+            if ndotl < zero:
+                ndotl = zero
+            shade = ambient + diffuse * ndotl
+            if emissive[s]:
+                shade = one
+            elif amp[s] != zero:  # amp = 0 gives a factor of exactly 1
+                f = freq[s]
+                fx = np.int32(np.floor(p0 * f))
+                fy = np.int32(np.floor(p1 * f))
+                cell = np.int32(np.floor(p2 * f))
+                if checker[s]:
+                    cell += fx + fy
+                shade = shade * (one + amp[s] * (np.float32(cell & 1) - half))
+            grain = (np.float32(noise[i, j]) - mid) * noise_scale
+            for c in range(3):
+                v = albedo[s, c] * shade * tint[c] + grain
+                image[i, j, c] = np.uint8(min(max(v, zero), top))
+
+
+@_njit
+def _edge_kernel(keys, sid, depth, edge):
+    """Mark pixels where the visible surface changes: of each 4-neighbour pair whose edge keys
+    differ, the nearer pixel (the first one on equal depth)."""
+    h, w = sid.shape
+    for i in range(h):
+        for j in range(w):
+            k = keys[sid[i, j]]
+            if i + 1 < h and keys[sid[i + 1, j]] != k:
+                if depth[i, j] <= depth[i + 1, j]:
+                    edge[i, j] = 1
+                else:
+                    edge[i + 1, j] = 1
+            if j + 1 < w and keys[sid[i, j + 1]] != k:
+                if depth[i, j] <= depth[i, j + 1]:
+                    edge[i, j] = 1
+                else:
+                    edge[i, j + 1] = 1
 
 
 def render_scene(
