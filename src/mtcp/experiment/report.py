@@ -107,7 +107,8 @@ def _setup(study: Study, results: Mapping[str, Mapping[int, Any]], test: Mapping
         "semseg mIoU, depth RMSE, normals mean angle, edge odsF), then mean over seeds.",
         "- **Spread** (±): sample standard deviation over seeds (n − 1); none with one seed.",
         "- **Train time**: sum of the training steps' wall time (forward, backward, optimizer; "
-        "no data loading or validation), all models of the configuration together.",
+        "no data loading or validation), all models of the configuration together; wall time "
+        "depends on the machine and on its load while the run trained.",
     ]
     if test:
         lines.append(
