@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from mtcp.benchmark import machine_info, machine_lines, markdown_table
-    from mtcp.cli.benchmark import write_json
+    from mtcp.io import write_json
 
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]

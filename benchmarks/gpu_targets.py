@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         random_batch,
         run_benchmark,
     )
-    from mtcp.cli.benchmark import write_json
+    from mtcp.io import write_json
     from mtcp.models import create_model
 
     device, preset, size, tokens, n = "cuda", "mtcp_paper", SIZE, 19_200, 8192

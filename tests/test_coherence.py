@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mtcp.data.camera import nyud_intrinsics
 from mtcp.data.sample import to_tensor
 from mtcp.data.synthetic import SYNTHETIC_CLASSES, render_scene
+from mtcp.geometry import nyud_intrinsics
 from mtcp.metrics.coherence import (
     BoundaryCoherence,
     DepthNormalCoherence,

@@ -16,12 +16,12 @@ from PIL import Image
 
 from mtcp.data import transforms as T
 from mtcp.data.build import build_dataset, carve_validation, detect_layout
-from mtcp.data.camera import nyud_intrinsics
 from mtcp.data.layouts import LAYOUTS, encode_pascal_semseg, person_prob_for, write_layout
 from mtcp.data.nyud import NYUDDataset, NYUDv2Dataset
 from mtcp.data.pascal import PascalDataset, human_parts_from_anno, label_boundaries
 from mtcp.data.synthetic import render_scene, render_scene_full
 from mtcp.errors import MtcpError
+from mtcp.geometry import nyud_intrinsics
 from test_transforms import coherence_error
 
 SIZE = (60, 80)

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import mtcp
-from mtcp.engine.checkpoint import save_checkpoint
 from mtcp.errors import MtcpError
 from mtcp.export import save_safetensors
+from mtcp.io import save_checkpoint
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
 

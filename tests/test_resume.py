@@ -6,10 +6,10 @@ import lightning as L
 import pytest
 import torch
 
-from mtcp.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtcp.engine.config import load_config
 from mtcp.engine.trainer import train
 from mtcp.errors import MtcpError
+from mtcp.io import load_checkpoint, save_checkpoint
 
 TINY = [
     "data.tasks=[semseg, depth, normals, edge]",

@@ -7,7 +7,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mtcp.data.camera import nyud_intrinsics
 from mtcp.data.synthetic import (
     SALIENT_CLASSES,
     SYNTHETIC_CLASSES,
@@ -15,6 +14,7 @@ from mtcp.data.synthetic import (
     render_scene,
 )
 from mtcp.errors import MtcpError
+from mtcp.geometry import nyud_intrinsics
 
 SIZE = (60, 80)
 

@@ -8,9 +8,9 @@ import torch
 from scipy import ndimage
 
 from mtcp.data import transforms as T
-from mtcp.data.camera import scale_intrinsics
 from mtcp.data.synthetic import render_scene
 from mtcp.errors import MtcpError
+from mtcp.geometry import scale_intrinsics
 
 SIZE = (72, 96)
 

@@ -141,6 +141,6 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 def save_png(path: str | Path, picture: np.ndarray) -> Path:
     """Write a PNG atomically (see :func:`png_bytes`); returns ``path``."""
-    from mtcp.engine.checkpoint import atomic_write_bytes
+    from mtcp.io import atomic_write_bytes
 
     return atomic_write_bytes(path, png_bytes(picture))

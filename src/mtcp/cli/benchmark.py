@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mtcp.errors import MtcpError
+from mtcp.io import write_json
 
 
 def parse_model_arg(text: str) -> tuple[str, Any]:
@@ -59,16 +58,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-inference", action="store_true", help="skip inference")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.set_defaults(run=run)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as tmp:
-        json.dump(data, tmp, indent=2)
-    os.replace(tmp.name, path)
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -137,7 +137,7 @@ def _check_tasks(data_tasks: dict, tasks: dict, checkpoint: Any, source: str) ->
 
 def run(args: argparse.Namespace) -> int:
     from mtcp.engine.callbacks import metrics_table
-    from mtcp.engine.checkpoint import atomic_write_text
+    from mtcp.io import atomic_write_text
 
     report = evaluate(
         args.checkpoint,

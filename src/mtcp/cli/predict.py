@@ -167,7 +167,7 @@ def write_outputs(
 ) -> None:
     """Colourised PNGs, raw values and the panel of one image into ``folder`` (atomically)."""
     from mtcp import viz
-    from mtcp.engine.checkpoint import atomic_write_bytes
+    from mtcp.io import atomic_write_bytes
     from mtcp.tasks import get_task
 
     pictures = {"input": rgb}
@@ -220,8 +220,8 @@ def review_flag(scores: dict[str, float], max_angle: float, min_boundary_f: floa
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtcp.engine.checkpoint import atomic_write_text
     from mtcp.inference import load, to_rgb_array
+    from mtcp.io import atomic_write_text
 
     if args.onnx is not None:
         if args.device != "cpu":

@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(config or "synthetic", overrides)
     resume = None
     if args.resume:
-        from mtcp.engine.checkpoint import load_checkpoint
         from mtcp.engine.module import CHECKPOINT_KEY
+        from mtcp.io import load_checkpoint
 
         resume = find_resume(args.resume, Path(cfg.run.root) / cfg.run.name)
         if config is None:  # continue with the run's own config (plus the overrides)

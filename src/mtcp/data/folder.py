@@ -56,8 +56,8 @@ from mtcp.data.base import (
     read_png,
     read_split,
 )
-from mtcp.data.camera import scale_intrinsics
 from mtcp.errors import MtcpError
+from mtcp.geometry import scale_intrinsics
 from mtcp.tasks import get_task
 
 CONFIG_NAMES = ("dataset.yaml", "dataset.yml", "dataset.json")

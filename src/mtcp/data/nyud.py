@@ -37,7 +37,7 @@ from mtcp.data.base import (
     read_png,
     shift_void,
 )
-from mtcp.data.camera import nyud_intrinsics
+from mtcp.geometry import nyud_intrinsics
 
 
 class NYUDDataset(FolderDataset):

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mtcp.data.camera import nyud_intrinsics
 from mtcp.data.sample import to_tensor
 from mtcp.errors import MtcpError
+from mtcp.geometry import nyud_intrinsics
 from mtcp.tasks import IGNORE_INDEX
 
 SYNTHETIC_CLASSES: list[str] = [

@@ -17,7 +17,7 @@ moved together:
   the camera about its optical axis and rotates the normals' ``(x, y)`` by the same ``θ``.
 
 Coordinates: pixel ``(x, y)`` has its centre at integer ``(x, y)``, the convention of
-:mod:`mtcp.data.camera`. Rotation exactness: a roll keeps the principal point fixed and needs
+:mod:`mtcp.geometry`. Rotation exactness: a roll keeps the principal point fixed and needs
 ``fx == fy``; we rotate about the image centre and move the principal point with the image, which
 is exact for any centre; with ``fx != fy`` (NYUD: 0.1 % apart) normals are off by a negligible
 amount. The warped intrinsics keep ``fx`` and ``fy`` scaled by the zoom.
@@ -308,7 +308,7 @@ class RandomScaleRotate:
 class Resize:
     """Resize to ``size = (H, W)``: image bilinear/bicubic (antialiased), labels nearest.
 
-    Intrinsics are scaled with :func:`mtcp.data.camera.scale_intrinsics`'s convention; depth is
+    Intrinsics are scaled with :func:`mtcp.geometry.scale_intrinsics`'s convention; depth is
     unchanged (a resize is a change of pixel size, not of the scene).
     """
 

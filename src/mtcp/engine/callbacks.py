@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from mtcp import viz
-from mtcp.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from mtcp.engine.module import is_count
+from mtcp.io import atomic_write_bytes, atomic_write_text
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
 
 # --- loss weights ----------------------------------------------------------------------------

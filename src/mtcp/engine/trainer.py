@@ -34,9 +34,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from mtcp.engine.checkpoint import AtomicCheckpointIO, atomic_write_text
+from mtcp.engine.checkpoint import AtomicCheckpointIO
 from mtcp.engine.config import Config
 from mtcp.errors import MtcpError
+from mtcp.io import atomic_write_text
 
 RUN_DIR_ENV = "MTCP_RUN_DIR"
 
@@ -184,8 +185,8 @@ def build_trainer(
 
 def _check_resume(checkpoint: Path, tasks: dict[str, int]) -> None:
     """Refuse, before anything is written, to resume a checkpoint of another task set."""
-    from mtcp.engine.checkpoint import load_checkpoint
     from mtcp.engine.module import CHECKPOINT_KEY
+    from mtcp.io import load_checkpoint
 
     meta = load_checkpoint(checkpoint).get(CHECKPOINT_KEY)
     if meta is None:

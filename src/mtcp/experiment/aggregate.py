@@ -25,8 +25,9 @@ from typing import Any
 
 from mtcp.engine.module import is_count
 from mtcp.errors import MtcpError
-from mtcp.experiment.runner import read_json, result_path
+from mtcp.experiment.runner import result_path
 from mtcp.experiment.study import Claim, Study
+from mtcp.io import read_json
 from mtcp.metrics import DELTA_M_METRICS, delta_m_terms
 
 #: metric names (last part of the key) for which lower is better

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtcp.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from mtcp.experiment import aggregate as agg
 from mtcp.experiment import plots
-from mtcp.experiment.runner import TEST_SET_FILE, read_json
+from mtcp.experiment.runner import TEST_SET_FILE
 from mtcp.experiment.study import Study
+from mtcp.io import atomic_write_bytes, atomic_write_text, read_json
 from mtcp.tasks import get_task
 
 PLOTS_DIR = "plots"

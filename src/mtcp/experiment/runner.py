@@ -21,9 +21,7 @@ import contextlib
 import copy
 import csv
 import hashlib
-import json
 import logging
-import math
 import os
 import platform
 import tempfile
@@ -35,8 +33,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from mtcp.engine.checkpoint import atomic_write_text
 from mtcp.experiment.study import Study
+from mtcp.io import read_json, write_json
 
 RESULTS_DIR = "results"
 TEST_SET_FILE = "test_set.json"
@@ -48,30 +46,6 @@ log = logging.getLogger(__name__)
 def result_path(out_dir: str | Path, name: str, seed: int) -> Path:
     """Where the result of configuration ``name`` with ``seed`` is stored."""
     return Path(out_dir) / RESULTS_DIR / name / f"seed_{seed}.json"
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` atomically (NaN stored as null)."""
-    atomic_write_text(Path(path), json.dumps(_finite(data), indent=1, sort_keys=False) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 class RunRecorder(L.Callback):

@@ -170,7 +170,7 @@ class Predictor:
         """The training camera scaled to an image of ``size = (H, W)`` (None when unknown)."""
         if self.intrinsics is None:
             return None
-        from mtcp.data.camera import scale_intrinsics
+        from mtcp.geometry import scale_intrinsics
 
         return scale_intrinsics(self.intrinsics, self.size, (int(size[0]), int(size[1])))
 
@@ -201,8 +201,8 @@ def _build(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: st
 
 def load_checkpoint_model(path: str | Path, trust: bool = False) -> tuple[Any, dict, dict]:
     """(model, tasks, the checkpoint's ``mtcp`` section) of an ``mtcp train`` checkpoint."""
-    from mtcp.engine.checkpoint import load_checkpoint
     from mtcp.engine.module import CHECKPOINT_KEY
+    from mtcp.io import load_checkpoint
 
     ckpt = load_checkpoint(path, trust=trust)
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None

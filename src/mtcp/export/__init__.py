@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
+from mtcp.io import atomic_path
 
 METADATA_KEY = "mtcp"
 INPUT_NAME = "image"
@@ -59,25 +59,6 @@ def _require(*modules: str) -> list[Any]:
             f"{err.name} is not installed: ONNX export and inference need the 'export' extra "
             "(pip install 'mtcp[export]')"
         ) from None
-
-
-@contextlib.contextmanager
-def _atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed to ``path``.
-
-    On any error the temporary file is removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _metadata(
@@ -133,7 +114,7 @@ def save_safetensors(
     from safetensors.torch import save_model
 
     meta = _metadata(model, size, intrinsics)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         save_model(
             model, str(tmp), metadata={METADATA_KEY: json.dumps(meta)}, force_contiguous=True
         )
@@ -294,7 +275,7 @@ def export_onnx(
     axes = {0: "batch", 2: "height", 3: "width"}
     dynamic_axes = {name: axes for name in [INPUT_NAME, *tasks]} if dynamic else None
     device = next(model.parameters()).device
-    with _export_mode(model, dense_attention=dynamic), _atomic_path(path) as tmp:
+    with _export_mode(model, dense_attention=dynamic), atomic_path(path) as tmp:
         torch.onnx.export(
             model,
             (torch.randn(1, 3, h, w, device=device),),
