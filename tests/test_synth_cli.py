@@ -59,6 +59,8 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
     assert written == expected
 
     persons, others = 0, 0
+    signs = np.asarray(lay.normals_signs, dtype=np.float32)  # the layout's declared frame
+    assert lay.normals_signs == (1, 1, -1)  # NYUD and PASCAL files: z towards the camera
     for i, sid in enumerate(ids):
         raw = render_scene(5, i, SIZE, person_prob=layouts.person_prob_for(lay, i))
         paths = {k: out / p for k, p in lay.paths(sid).items()}
@@ -91,9 +93,15 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
             sal = _read_png(paths["sal"]) / 255.0 > 0.5
             np.testing.assert_array_equal(sal, raw["sal"] > 0.5)
             normals = 2.0 * _read_png(paths["normals"]) / 255.0 - 1.0
-            np.testing.assert_allclose(normals, raw["normals"], atol=1.0 / 255 + 1e-6)
+            np.testing.assert_allclose(normals, raw["normals"] * signs, atol=1.0 / 255 + 1e-6)
             label_map = scipy.io.loadmat(paths["edge"])["LabelMap"]
-            np.testing.assert_array_equal(label_map.astype(int) - 1, raw["semseg"])
+            valid = layouts.pascal_normals_valid_classes()
+            context = [valid[v] for v in label_map.ravel()]  # every id is an indoor class
+            want = [
+                layouts.SYNTHETIC_TO_PASCAL_CONTEXT[SYNTHETIC_CLASSES[v]]
+                for v in raw["semseg"].ravel()
+            ]
+            assert context == want
             continue
         seg = _read_png(paths["semseg"]).astype(int)
         np.testing.assert_array_equal(np.where(seg == 0, 255, seg - 1), raw["semseg"])
@@ -101,11 +109,11 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
         assert depth.dtype == np.float32
         np.testing.assert_array_equal(depth, raw["depth"])
         if layout == "nyud-mt":
-            np.testing.assert_array_equal(np.load(paths["normals"]), raw["normals"])
+            np.testing.assert_array_equal(np.load(paths["normals"]), raw["normals"] * signs)
             np.testing.assert_array_equal(np.load(paths["edge"]), raw["edge"])
         else:
             normals = 2.0 * _read_png(paths["normals"]) / 255.0 - 1.0
-            np.testing.assert_allclose(normals, raw["normals"], atol=1.0 / 255 + 1e-6)
+            np.testing.assert_allclose(normals, raw["normals"] * signs, atol=1.0 / 255 + 1e-6)
             np.testing.assert_array_equal(_read_png(paths["edge"]) / 255.0, raw["edge"])
     if layout == "pascal-mt":
         assert persons >= 2 and persons < N and others >= 1
@@ -175,3 +183,16 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> No
 
 def test_part_names_map_to_the_spec_groups() -> None:
     assert all(PASCAL_PART_GROUPS[name] == group for name, group in PERSON_PARTS.items())
+
+
+def test_killed_run_leaves_a_temporary_that_the_next_run_removes(tmp_path: Path) -> None:
+    # what a kill -9 during writing leaves: the hidden temporary folder of the output
+    stale = tmp_path / ".d.tmp-abc123"
+    (stale / "images").mkdir(parents=True)
+    (stale / "images" / "x.png").write_bytes(b"partial")
+    stale_old = tmp_path / ".d.tmp-old-1234abcd"  # killed between the two renames
+    stale_old.mkdir()
+    other = tmp_path / ".other.tmp-zzz"  # another output's temporary: not ours to delete
+    other.mkdir()
+    assert main(["synth", "--out", str(tmp_path / "d"), "--layout", "nyudv2", "--n", "1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-zzz", "d"]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.io
+import scipy.io.matlab
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -71,8 +72,16 @@ def read_mat(path: Path, task: str, **kwargs: Any) -> dict[str, Any]:
         return scipy.io.loadmat(path, **kwargs)
     except FileNotFoundError:
         raise MtcpError(f"{path}: {task} label file is missing") from None
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
-        raise MtcpError(f"{path}: cannot read {task} .mat file ({err})") from None
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        scipy.io.matlab.MatReadError,
+    ) as err:
+        raise MtcpError(
+            f"{path}: cannot read {task} .mat file ({err}); expected a MATLAB .mat file"
+        ) from None
 
 
 def file_size(path: Path) -> tuple[int, ...] | None:
@@ -180,13 +189,37 @@ def decode_binary(value: np.ndarray, path: Path, task: str, png: bool) -> np.nda
 
 
 def read_split(path: Path) -> list[str]:
-    """Sample ids of a split file (one per line; blank lines ignored)."""
+    """Sample ids of a split file (one per line; blank lines ignored; duplicates dropped)."""
     if not path.is_file():
         raise MtcpError(f"{path}: split file is missing")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise MtcpError(f"{path}: split file lists no samples")
-    return ids
+    return unique_ids(ids, path)
+
+
+def unique_ids(ids: Iterable[Any], source: object) -> list[Any]:
+    """``ids`` without repeats (first occurrence kept, order kept); repeats are logged.
+
+    A split that lists an id twice would put it on both sides of the validation carve-out
+    and count it twice in an evaluation, so every split passes through here. ``source``
+    (the split file or folder) is named in the warning.
+    """
+    ids = list(ids)
+    unique = list(dict.fromkeys(ids))
+    if len(unique) < len(ids):
+        counts: dict[Any, int] = {}
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+        repeated = [f"{i!s} ({c}x)" for i, c in counts.items() if c > 1]
+        shown = ", ".join(repeated[:10]) + (" ..." if len(repeated) > 10 else "")
+        log.warning(
+            "%s: %d id(s) listed more than once, each kept once: %s",
+            source,
+            len(repeated),
+            shown,
+        )
+    return unique
 
 
 # --------------------------------------------------------------------------- dataset
@@ -225,6 +258,10 @@ class FolderDataset(torch.utils.data.Dataset):
     partial_labels = False
     #: Class names per ``"classes"`` task, where the layout knows them.
     class_names: ClassVar[dict[str, list[str]]] = {}
+    #: Signs that turn the stored normals into mtcp's frame (x right, y down, z forward), per
+    #: axis; ``(1, 1, -1)`` for files whose z points towards the camera. See
+    #: :mod:`mtcp.data.normals_frame`, which checks the declaration against the depth labels.
+    normals_signs: tuple[int, int, int] = (1, 1, 1)
 
     def __init__(
         self,
@@ -249,7 +286,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.skip_errors = skip_errors
         self.skipped: list[tuple[str, str]] = []
         all_ids = list(ids) if ids is not None else self.split_ids(split)
-        self.ids = self._verify(all_ids, verify)
+        self.ids = self._verify(unique_ids(all_ids, self.root), verify)
 
     # -- hooks for layouts ------------------------------------------------------------------
 
@@ -329,6 +366,8 @@ class FolderDataset(torch.utils.data.Dataset):
             value = self.decode(task, path, hw)
             if value.shape[:2] != hw:
                 raise MtcpError(_size_message(path, task, value.shape[:2], hw))
+            if get_task(task).kind == "normals" and self.normals_signs != (1, 1, 1):
+                value = value * np.asarray(self.normals_signs, dtype=np.float32)
             raw[task] = value
         raw["intrinsics"] = self.intrinsics(hw)
         raw["orig_size"] = hw
@@ -360,9 +399,9 @@ class FolderDataset(torch.utils.data.Dataset):
         return out
 
     def subset(self, ids: Sequence[str], transform: Transform | None = None) -> FolderDataset:
-        """A copy restricted to ``ids`` (in that order) with another transform."""
+        """A copy restricted to ``ids`` (in that order, repeats dropped) with another transform."""
         out = copy.copy(self)
-        out.ids = list(ids)
+        out.ids = unique_ids(ids, self.root)
         out.transform = transform
         out.skipped = list(self.skipped)
         return out

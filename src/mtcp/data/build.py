@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtcp.data.base import FolderDataset
+from mtcp.data.base import FolderDataset, unique_ids
+from mtcp.data.coverage import check_label_coverage
 from mtcp.data.folder import OwnDataset, find_config
+from mtcp.data.normals_frame import check_once
 from mtcp.data.nyud import NYUDDataset, NYUDv2Dataset
 from mtcp.data.pascal import PascalDataset
 from mtcp.data.transforms import Compose, PadTo, build_recipe
@@ -88,10 +90,12 @@ def carve_validation(
     """Split ``ids`` into ``(train, val)`` deterministically; both keep the input order.
 
     ``val`` holds ``round(val_fraction · n)`` items (at least one when ``val_fraction > 0``),
-    chosen by a permutation seeded with ``seed``.
+    chosen by a permutation seeded with ``seed``. Repeated ids are kept once (with a warning),
+    so no validation item is ever also a training item.
     """
     if not 0 <= val_fraction < 1:
         raise MtcpError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    ids = unique_ids(ids, "the training split")
     n = len(ids)
     n_val = max(1, round(val_fraction * n)) if val_fraction > 0 else 0
     if n_val >= n:
@@ -150,7 +154,10 @@ def build_dataset(
         val_fraction, seed: how the validation split is carved from the training split.
         pad_to: pad bottom/right to this ``(H, W)`` after the recipe (e.g. 448x576 for the
             ATRC NYUDv2 evaluation).
-        skip_errors, verify: see :class:`mtcp.data.base.FolderDataset`.
+        skip_errors, verify: see :class:`mtcp.data.base.FolderDataset`; unless ``verify`` is
+            ``"none"``, training splits are checked to hold valid labels of every task
+            (:func:`mtcp.data.coverage.check_label_coverage`) and the normals' camera frame is
+            checked once per folder (:func:`mtcp.data.normals_frame.check_normals_frame`).
         n: synthetic only: number of scenes of the training (default 64) or test (16) pool.
 
     Returns:
@@ -175,10 +182,14 @@ def build_dataset(
     dataset = reader(
         root, file_split, tasks, transform=transform, skip_errors=skip_errors, verify=verify
     )
-    if split not in ("train", "val") or val_fraction == 0:
-        return dataset
-    train_ids, val_ids = carve_validation(dataset.ids, val_fraction, seed)
-    return dataset.subset(train_ids if split == "train" else val_ids, transform)
+    if verify != "none":
+        check_once(dataset)
+    if split in ("train", "val") and val_fraction > 0:
+        train_ids, val_ids = carve_validation(dataset.ids, val_fraction, seed)
+        dataset = dataset.subset(train_ids if split == "train" else val_ids, transform)
+    if verify != "none" and split in ("train", "train_full"):
+        check_label_coverage(dataset)  # fails `mtcp train` at setup, before any step
+    return dataset
 
 
 class _Indexed(torch.utils.data.Dataset):

@@ -16,18 +16,24 @@ one label file per task and the split files (``{id}`` is the file stem, ``{split
   like ``nyudv2``; ``pascal-context/trainval`` MAT whose ``LabelMap`` (uint16) changes give the
   boundaries.
 
-Normals are written in the camera frame of :mod:`mtcp.tasks` (x right, y down, z forward).
+Normals are written in each layout's declared frame (:attr:`Layout.normals_signs`: NYUD and
+PASCAL store z towards the camera, mtcp's frame has x right, y down, z forward); the PASCAL
+``LabelMap`` holds PASCAL-Context ids (:data:`SYNTHETIC_TO_PASCAL_CONTEXT`).
 :func:`write_layout` renders synthetic scenes (:mod:`mtcp.data.synthetic`) into a layout; the
 dataset readers live in :mod:`mtcp.data.nyud` and :mod:`mtcp.data.pascal`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
 import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +42,10 @@ from PIL import Image
 
 from mtcp.data.synthetic import SYNTHETIC_CLASSES, RenderedScene, render_scene_full
 from mtcp.errors import MtcpError
+from mtcp.io import remove_stale_temporaries
 from mtcp.tasks import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class Layout:
         labels: task → label path pattern.
         split: split file pattern, e.g. ``"gt_sets/{split}.txt"`` (one id per line).
         splits: split names; the last is the evaluation split.
+        normals_signs: per-axis signs from the stored normals to mtcp's frame (x right,
+            y down, z forward); ``(1, 1, -1)``: the files' z points towards the camera.
     """
 
     name: str
@@ -56,6 +67,7 @@ class Layout:
     labels: dict[str, str]
     split: str
     splits: tuple[str, ...] = ("train", "val")
+    normals_signs: tuple[int, int, int] = (1, 1, 1)
 
     def paths(self, sample_id: str) -> dict[str, str]:
         """``{"image": ..., task: ...}`` relative paths of one sample."""
@@ -63,6 +75,10 @@ class Layout:
         out.update({task: p.format(id=sample_id) for task, p in self.labels.items()})
         return out
 
+
+#: The NYU Depth v2 normals frame (its toolbox: red = right, green = down, blue = towards the
+#: camera), also that of the PASCAL distilled normals (predicted by a NYUD-trained network).
+TOWARDS_CAMERA = (1, 1, -1)
 
 NYUD_MT = Layout(
     "nyud-mt",
@@ -74,6 +90,7 @@ NYUD_MT = Layout(
         "edge": "edge/{id}.npy",
     },
     split="gt_sets/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 NYUDV2 = Layout(
     "nyudv2",
@@ -85,6 +102,7 @@ NYUDV2 = Layout(
         "edge": "edge/{id}.png",
     },
     split="gt_sets/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 PASCAL_MT = Layout(
     "pascal-mt",
@@ -97,6 +115,7 @@ PASCAL_MT = Layout(
         "edge": "pascal-context/trainval/{id}.mat",
     },
     split="ImageSets/Context/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (NYUD_MT, NYUDV2, PASCAL_MT)}
 
@@ -137,6 +156,42 @@ SYNTHETIC_TO_PASCAL: dict[str, str] = {
 _TO_PASCAL_ID = np.array(
     [PASCAL_CLASSES.index(SYNTHETIC_TO_PASCAL[c]) for c in SYNTHETIC_CLASSES], dtype=np.uint8
 )
+
+#: Synthetic class → PASCAL-Context (459-class) ``LabelMap`` class written into the PASCAL_MT
+#: layout; every one is indoors, so the written normals stay valid (SPEC §2.2).
+SYNTHETIC_TO_PASCAL_CONTEXT: dict[str, str] = {
+    "floor": "floor",
+    "ceiling": "ceiling",
+    "wall": "wall",
+    "door": "door",
+    "window": "window",
+    "rug": "rug",
+    "picture": "picture",
+    "box": "box",
+    "table": "table",
+    "sphere": "ball",
+    "cylinder": "bottle",
+    "person": "person",
+}
+
+
+@functools.cache
+def pascal_normals_valid_classes() -> dict[int, str]:
+    """LabelMap id → name of the 170 PASCAL-Context classes with valid distilled normals.
+
+    Those that also exist among the NYUD-v2 classes (SPEC §2.2); any other id, 0 included, has
+    invalid (zero) normals. Read from the package file ``pascal_normals_valid_classes.json``.
+    """
+    text = resources.files("mtcp.data").joinpath("pascal_normals_valid_classes.json").read_text()
+    names = json.loads(text)["names"]
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def _pascal_context_ids() -> np.ndarray:
+    by_name = {v: k for k, v in pascal_normals_valid_classes().items()}
+    ids = [by_name[SYNTHETIC_TO_PASCAL_CONTEXT[c]] for c in SYNTHETIC_CLASSES]
+    return np.array(ids, dtype=np.uint16)
+
 
 MIN_SIDE = 32
 MAX_SIDE = 4096
@@ -211,13 +266,14 @@ def _save_jpg(path: Path, array: np.ndarray) -> None:
 def _write_sample(root: Path, layout: Layout, scene: RenderedScene) -> None:
     raw = scene.sample
     paths = {k: root / p for k, p in layout.paths(raw["id"]).items()}
+    normals = raw["normals"] * np.asarray(layout.normals_signs, dtype=np.float32)
     if layout is PASCAL_MT:
         _save_jpg(paths["image"], raw["image"])
         _save_png(paths["semseg"], encode_pascal_semseg(raw["semseg"]))
         scipy.io.savemat(paths["human_parts"], encode_pascal_parts(scene))
         _save_png(paths["sal"], (raw["sal"] > 0.5).astype(np.uint8) * 255)
-        _save_png(paths["normals"], encode_normals_png(raw["normals"]))
-        label_map = raw["semseg"].astype(np.uint16) + 1  # only its changes matter (boundaries)
+        _save_png(paths["normals"], encode_normals_png(normals))
+        label_map = np.take(_pascal_context_ids(), raw["semseg"])
         scipy.io.savemat(paths["edge"], {"LabelMap": label_map})
         return
     save_image = _save_jpg if layout is NYUD_MT else _save_png
@@ -225,10 +281,10 @@ def _write_sample(root: Path, layout: Layout, scene: RenderedScene) -> None:
     _save_png(paths["semseg"], encode_nyud_semseg(raw["semseg"]))
     np.save(paths["depth"], raw["depth"].astype(np.float32))
     if layout is NYUD_MT:
-        np.save(paths["normals"], raw["normals"].astype(np.float32))
+        np.save(paths["normals"], normals.astype(np.float32))
         np.save(paths["edge"], raw["edge"].astype(np.float32))
     else:
-        _save_png(paths["normals"], encode_normals_png(raw["normals"]))
+        _save_png(paths["normals"], encode_normals_png(normals))
         _save_png(paths["edge"], raw["edge"].astype(np.uint8) * 255)
 
 
@@ -297,6 +353,8 @@ def write_layout(
         raise MtcpError(f"output folder {out} is not empty; pass --overwrite to replace it")
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(out.parent, name=out.name):  # from a killed run
+        log.info("removed %s, left by an interrupted run", stale)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(0o755)
@@ -312,7 +370,8 @@ def write_layout(
             (tmp / lay.split.format(split=name)).write_text("".join(f"{i}\n" for i in chunk))
         old = None
         if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            # a name remove_stale_temporaries knows, should a kill strand it here
+            old = out.parent / f".{out.name}.tmp-old-{uuid.uuid4().hex[:8]}"
             os.rename(out, old)
         os.rename(tmp, out)
     except BaseException:

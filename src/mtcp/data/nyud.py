@@ -15,7 +15,8 @@ edge           ``edge/<id>.npy`` (0/1)    ``edge/<id>.png`` (0/255)
 =============  =========================  ===================================
 
 Semseg files store ``0`` = void and ``1..40`` = classes; samples hold ``0..39`` and void as
-255. Normals files are taken to be in mtcp's camera frame (x right, y down, z forward).
+255. Normals files follow the NYU Depth v2 frame (x right, y down, z towards the camera;
+:data:`~mtcp.data.layouts.TOWARDS_CAMERA`) and are turned into mtcp's (z forward) on load.
 Samples carry the NYUD Kinect intrinsics scaled to the image size.
 """
 
@@ -45,6 +46,7 @@ class NYUDDataset(FolderDataset):
 
     layout = "NYUD_MT"
     file_layout = layouts.NYUD_MT
+    normals_signs = layouts.NYUD_MT.normals_signs
     default_classes: ClassVar[dict[str, int]] = {"semseg": 40}
 
     def decode(self, task: str, path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -67,3 +69,4 @@ class NYUDv2Dataset(NYUDDataset):
 
     layout = "NYUDv2"
     file_layout = layouts.NYUDV2
+    normals_signs = layouts.NYUDV2.normals_signs
