@@ -138,6 +138,7 @@ def build_dataset(
     skip_errors: bool = False,
     verify: str = "header",
     n: int | None = None,
+    check_labels: bool = True,
 ) -> torch.utils.data.Dataset:
     """A dataset of tensor samples (see :mod:`mtcp.tasks`) for one split.
 
@@ -159,6 +160,8 @@ def build_dataset(
             (:func:`mtcp.data.coverage.check_label_coverage`) and the normals' camera frame is
             checked once per folder (:func:`mtcp.data.normals_frame.check_normals_frame`).
         n: synthetic only: number of scenes of the training (default 64) or test (16) pool.
+        check_labels: on training splits, refuse a task without any valid label (false for
+            tools that describe a dataset rather than train on it).
 
     Returns:
         a ``Dataset`` whose items are tensor samples plus ``orig_size`` and ``valid_size``,
@@ -187,7 +190,7 @@ def build_dataset(
     if split in ("train", "val") and val_fraction > 0:
         train_ids, val_ids = carve_validation(dataset.ids, val_fraction, seed)
         dataset = dataset.subset(train_ids if split == "train" else val_ids, transform)
-    if verify != "none" and split in ("train", "train_full"):
+    if check_labels and verify != "none" and split in ("train", "train_full"):
         check_label_coverage(dataset)  # fails `mtcp train` at setup, before any step
     return dataset
 
