@@ -104,3 +104,15 @@ def test_bad_input_gives_a_clear_error(case, layouts_dir: Path, tmp_path: Path) 
     assert str(root) in message
     for pattern in patterns:
         assert re.search(pattern, message), f"{pattern!r} not in {message!r}"
+
+
+def test_train_stops_before_training_on_a_task_without_labels(tmp_path: Path, capsys) -> None:
+    from mtcp.cli import main
+
+    root = _own_folder_with_misnamed_depth(tmp_path / "data")
+    runs = tmp_path / "runs"
+    args = [f"data.source={root}", "data.tasks=[semseg,depth]", f"run.root={runs}"]
+    assert main(["train", *args, "model.pretrained=false"]) == 2
+    err = capsys.readouterr().err
+    assert "task 'depth' has no label" in err and "found Depth/ instead" in err
+    assert not any(runs.rglob("*.ckpt"))  # failed at setup: nothing trained, nothing saved
