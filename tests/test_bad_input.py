@@ -18,8 +18,8 @@ import yaml
 from PIL import Image
 
 from mtcp.data.build import build_dataset
-from mtcp.data.layouts import write_layout
 from mtcp.data.synthetic import render_scene
+from mtcp.data.synthetic.writer import write_layout
 from mtcp.errors import MtcpError
 
 SIZE = (40, 48)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from mtcp.cli import main
-from mtcp.data.layouts import write_layout
 from mtcp.data.report import data_report
+from mtcp.data.synthetic.writer import write_layout
 
 SIZE = (48, 64)
 

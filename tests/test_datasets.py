@@ -18,10 +18,11 @@ from PIL import Image
 from mtcp.data import layouts
 from mtcp.data import transforms as T
 from mtcp.data.build import build_dataset, carve_validation, detect_layout
-from mtcp.data.layouts import LAYOUTS, encode_pascal_semseg, person_prob_for, write_layout
+from mtcp.data.layouts import get_layout
 from mtcp.data.nyud import NYUDDataset, NYUDv2Dataset
 from mtcp.data.pascal import PascalDataset, human_parts_from_anno, label_boundaries
 from mtcp.data.synthetic import render_scene, render_scene_full
+from mtcp.data.synthetic.writer import encode_pascal_semseg, person_prob_for, write_layout
 from mtcp.errors import MtcpError
 from mtcp.geometry import nyud_intrinsics
 from test_transforms import coherence_error
@@ -33,12 +34,13 @@ N = 5
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("layouts")
-    return {name: write_layout(root / name, name, N, SIZE, seed=0) for name in LAYOUTS}
+    names = ("nyud-mt", "nyudv2", "pascal-mt")  # the spellings of `mtcp synth --layout`
+    return {name: write_layout(root / name, name, N, SIZE, seed=0) for name in names}
 
 
 def written(layout: str, index: int) -> dict:
     """The raw synthetic scene that ``write_layout`` encoded as sample ``index``."""
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     return render_scene_full(0, index, SIZE, person_prob=person_prob_for(lay, index)).sample
 
 

@@ -10,9 +10,11 @@ import scipy.io
 from PIL import Image
 
 import mtcp.data.layouts as layouts
+import mtcp.data.synthetic.writer as writer
 from mtcp.cli import main
-from mtcp.data.layouts import LAYOUTS, PASCAL_CLASSES, PASCAL_PART_GROUPS, write_layout
+from mtcp.data.layouts import PASCAL_CLASSES, PASCAL_PART_GROUPS, get_layout
 from mtcp.data.synthetic import PERSON_PARTS, SYNTHETIC_CLASSES, render_scene
+from mtcp.data.synthetic.writer import write_layout
 
 SIZE = (60, 80)
 N = 4
@@ -23,7 +25,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _ids(root: Path, layout: str) -> dict[str, list[str]]:
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     return {s: (root / lay.split.format(split=s)).read_text().split() for s in lay.splits}
 
 
@@ -52,7 +54,7 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
     assert len(splits["train"]) == 3 and len(splits["val"]) == 1
     ids = splits["train"] + splits["val"]
     assert ids == [f"s5_{i:06d}" for i in range(N)]
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     expected = {p for i in ids for p in lay.paths(i).values()}
     expected |= {lay.split.format(split=s) for s in lay.splits}
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
@@ -62,7 +64,7 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
     signs = np.asarray(lay.normals_signs, dtype=np.float32)  # the layout's declared frame
     assert lay.normals_signs == (1, 1, -1)  # NYUD and PASCAL files: z towards the camera
     for i, sid in enumerate(ids):
-        raw = render_scene(5, i, SIZE, person_prob=layouts.person_prob_for(lay, i))
+        raw = render_scene(5, i, SIZE, person_prob=writer.person_prob_for(lay, i))
         paths = {k: out / p for k, p in lay.paths(sid).items()}
         image = _read_png(paths["image"])
         assert image.shape == (*SIZE, 3) and image.dtype == np.uint8
@@ -73,9 +75,7 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
         if layout == "pascal-mt":
             seg = _read_png(paths["semseg"])
             names = [PASCAL_CLASSES[v] for v in seg.ravel()]
-            want = [
-                layouts.SYNTHETIC_TO_PASCAL[SYNTHETIC_CLASSES[v]] for v in raw["semseg"].ravel()
-            ]
+            want = [writer.SYNTHETIC_TO_PASCAL[SYNTHETIC_CLASSES[v]] for v in raw["semseg"].ravel()]
             assert names == want
             np.testing.assert_array_equal(
                 _parts_from_mat(paths["human_parts"], SIZE), raw["human_parts"]
@@ -98,7 +98,7 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
             valid = layouts.pascal_normals_valid_classes()
             context = [valid[v] for v in label_map.ravel()]  # every id is an indoor class
             want = [
-                layouts.SYNTHETIC_TO_PASCAL_CONTEXT[SYNTHETIC_CLASSES[v]]
+                writer.SYNTHETIC_TO_PASCAL_CONTEXT[SYNTHETIC_CLASSES[v]]
                 for v in raw["semseg"].ravel()
             ]
             assert context == want
@@ -173,8 +173,8 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> No
             raise RuntimeError("disk full")
         return original(root, layout, scene)
 
-    original = layouts._write_sample
-    monkeypatch.setattr(layouts, "_write_sample", failing)
+    original = writer._write_sample
+    monkeypatch.setattr(writer, "_write_sample", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         write_layout(out, "pascal-mt", 3, (40, 40), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtcp.data.base import FolderDataset, file_size
+from mtcp.data.base import FolderDataset
+from mtcp.data.files import file_size
 from mtcp.errors import MtcpError
 from mtcp.tasks import IGNORE_INDEX, get_task
 

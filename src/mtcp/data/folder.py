@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mtcp.data.base import (
-    FolderDataset,
+from mtcp.data.base import FolderDataset
+from mtcp.data.files import (
     check_classes,
     decode_binary,
     decode_depth,
@@ -92,6 +92,11 @@ class OwnDataset(FolderDataset):
 
     layout = "own"
     partial_labels = True
+    signature = "images/ + dataset.yaml (own data)"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return find_config(root) is not None
 
     def __init__(
         self,

@@ -26,14 +26,8 @@ from typing import ClassVar
 import numpy as np
 
 from mtcp.data import layouts
-from mtcp.data.base import (
-    FolderDataset,
-    check_classes,
-    decode_binary,
-    decode_png_normals,
-    read_mat,
-    read_png,
-)
+from mtcp.data.base import FolderDataset
+from mtcp.data.files import check_classes, decode_binary, decode_png_normals, read_mat, read_png
 from mtcp.errors import MtcpError
 from mtcp.tasks import IGNORE_INDEX
 
@@ -96,9 +90,19 @@ def _valid_normal_ids() -> np.ndarray:
 class PascalDataset(FolderDataset):
     """PASCAL-Context with the PASCAL_MT labels (``val`` is the standard test split)."""
 
-    layout = "PASCAL_MT"
     file_layout = layouts.PASCAL_MT
-    normals_signs = layouts.PASCAL_MT.normals_signs
+    layout = file_layout.name
+    normals_signs = file_layout.normals_signs
+    default_tasks = ("semseg", "human_parts", "sal", "normals", "edge")
+    train_recipe = "pascal_train"
+    test_size = (512, 512)
+    metrics_dataset = "pascal"
+    signature = "JPEGImages/ + ImageSets/Context/ (PASCAL_MT)"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return (root / "JPEGImages").is_dir() and (root / "ImageSets" / "Context").is_dir()
+
     default_classes: ClassVar[dict[str, int]] = {"semseg": 21, "human_parts": 7}
     class_names: ClassVar[dict[str, list[str]]] = {"semseg": layouts.PASCAL_CLASSES}
 
