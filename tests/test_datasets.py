@@ -515,3 +515,24 @@ def test_normals_frame_verified_against_depth(fixtures, tmp_path, layout, caplog
         build_dataset(root, "train", val_fraction=0.25)
     assert "agree better with the depth labels with z flipped" in caplog.text
     assert str(root) in caplog.text
+
+
+def test_own_data_declares_its_normals_frame(own_folder, tmp_path, caplog):
+    from mtcp.data.normals_frame import check_normals_frame
+
+    root = Path(shutil.copytree(own_folder, tmp_path / "own"))
+    for path in (root / "normals").iterdir():  # stored with z towards the camera
+        np.save(path, np.load(path) * np.float32([1, 1, -1]))
+    config = yaml.safe_load((root / "dataset.yaml").read_text())
+    ds = build_dataset(root, "train_full")
+    assert check_normals_frame(ds)["best"] == "z flipped"  # undeclared: the check finds it
+    config["normals"] = {"z": "towards_camera"}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(config))
+    ds = build_dataset(root, "train_full")
+    ref = render_scene(7, 0, (48, 64))
+    np.testing.assert_allclose(ds.read("im0")["normals"], ref["normals"], atol=1e-6)
+    assert check_normals_frame(ds)["best"] == "as declared"
+    config["normals"] = {"z": "backwards"}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(MtcpError, match=r"dataset.yaml: normals z 'backwards' unknown"):
+        build_dataset(root, "train_full")
