@@ -499,8 +499,11 @@ def test_normals_frame_verified_against_depth(fixtures, tmp_path, layout, caplog
     from mtcp.data.normals_frame import check_normals_frame
 
     reader = NYUDDataset if layout == "nyud-mt" else NYUDv2Dataset
-    good = check_normals_frame(reader(fixtures[layout], "train", ["depth", "normals"]))
+    with caplog.at_level(logging.INFO):
+        good = check_normals_frame(reader(fixtures[layout], "train", ["depth", "normals"]))
+    assert "normal labels follow the declared frame" in caplog.text
     assert good["best"] == "as declared" and good["median_deg"]["as declared"] < 5
+    assert good["follows_declared"]
     assert good["median_deg"]["z flipped"] > 30
     # labels stored in mtcp's frame while the layout declares z towards the camera
     root = Path(shutil.copytree(fixtures[layout], tmp_path / "flipped"))

@@ -63,7 +63,8 @@ def check_normals_frame(dataset: FolderDataset, samples: int = SAMPLES) -> dict 
     """Median depth–normal angle per axis flip on ``samples`` samples; warns on a better flip.
 
     Returns ``None`` when the dataset cannot tell (no depth or normals task, unknown camera);
-    else ``{"declared": signs, "median_deg": {flip name: degrees}, "best": flip name}``.
+    else ``{"declared": signs, "median_deg": {flip name: degrees}, "best": flip name,
+    "follows_declared": bool}`` (logged: info when the declaration fits, else a warning).
     The check runs once per dataset folder and layout in a process.
     """
     if not {"depth", "normals"} <= set(dataset.tasks):
@@ -93,7 +94,19 @@ def check_normals_frame(dataset: FolderDataset, samples: int = SAMPLES) -> dict 
         "median_deg": {flip_name(s): round(m, 2) for s, m in median.items()},
         "best": flip_name(best),
     }
-    if best != FLIPS[0] and median[best] + MARGIN_DEG < median[FLIPS[0]]:
+    fits = best == FLIPS[0] or median[best] + MARGIN_DEG >= median[FLIPS[0]]
+    report["follows_declared"] = fits
+    if fits:
+        log.info(
+            "%s: the normal labels follow the declared frame (median depth-normal angle "
+            "%.1f° on %d samples; best other: %s, %.1f°)",
+            dataset.root,
+            median[FLIPS[0]],
+            used,
+            flip_name(min(FLIPS[1:], key=median.get)),
+            min(median[s] for s in FLIPS[1:]),
+        )
+    else:
         log.warning(
             "%s: the %s normal labels agree better with the depth labels with %s (median "
             "depth-normal angle %.1f° vs %.1f° as declared, on %d samples); the layout "
