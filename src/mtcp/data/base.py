@@ -57,7 +57,7 @@ class FolderDataset(torch.utils.data.Dataset):
     """
 
     # Everything mtcp knows about a layout is declared here, on its reader class: adding a
-    # layout means adding one subclass (and listing it in mtcp.data.build.READERS).
+    # layout means adding one subclass (and listing it in mtcp.data.build.READER_CLASSES).
 
     #: Layout name reported by :func:`mtcp.data.build.detect_layout` (``file_layout.name``).
     layout = "folder"

@@ -60,7 +60,7 @@ def detect_layout(root: str | Path) -> str:
     for reader in READER_CLASSES:
         if reader.matches(root):
             return reader.layout
-    expected = ", ".join(r.signature for r in READER_CLASSES)
+    expected = ", ".join(dict.fromkeys(r.signature for r in READER_CLASSES))
     raise MtcpError(f"{root}: unknown dataset layout; expected one of: {expected}")
 
 
