@@ -184,7 +184,8 @@ def geometric_discontinuities(
             side_ok = torch.roll(both, shift, dims=axis)
             edge = [slice(None)] * 3
             edge[axis] = 0 if shift == 1 else -1
-            side_ok[tuple(edge)] = False  # rolled in from the other end
+            if side_ok.shape[axis]:  # no pair at all along a 1-pixel axis
+                side_ok[tuple(edge)] = False  # rolled in from the other end
             jump &= ~side_ok | ((step - side).abs() > bound)
         if n is not None:
             na, nb = n[a], n[b]

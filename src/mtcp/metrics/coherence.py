@@ -191,7 +191,9 @@ class DepthNormalCoherence(Metric):
     ``update(outputs, batch)`` reads ``depth`` and ``normals`` from the model outputs (or from
     the batch when ``from_targets=True``) and ``batch["intrinsics"]``; images with non-finite
     intrinsics are skipped. ``compute()`` returns ``mean`` (pixel-pooled), ``image_mean``,
-    ``n_images`` (scored) and ``n_skipped``; ``per_image()`` gives the per-image means.
+    ``n_images`` (scored), ``n_undefined`` (scored without any counted pixel, e.g. images under
+    3x3: NaN, left out of ``image_mean``) and ``n_skipped``; ``per_image()`` gives the
+    per-image means.
     """
 
     is_differentiable = False
@@ -228,7 +230,7 @@ class DepthNormalCoherence(Metric):
         return torch.where(counts > 0, sums / counts.clamp_min(1), float("nan"))
 
     def compute(self) -> dict[str, float]:
-        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_skipped``."""
+        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_undefined``, ``n_skipped``."""
         per = self.per_image()
         if per.numel():
             sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
@@ -240,6 +242,7 @@ class DepthNormalCoherence(Metric):
             "mean": mean,
             "image_mean": float(scored.mean()) if scored.numel() else math.nan,
             "n_images": int(per.numel()),
+            "n_undefined": int(per.numel() - scored.numel()),
             "n_skipped": int(self.n_skipped),
         }
 
