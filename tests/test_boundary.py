@@ -240,3 +240,17 @@ def test_two_processes_give_the_same_result(tmp_path) -> None:
     assert [p.exitcode for p in procs] == [0, 0]
     for _, res in results:
         assert res == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_on_a_threshold_count_at_it_in_their_precision(dtype) -> None:
+    """A map valued exactly k/100 is predicted at the thresholds j/100 <= k/100 (each level)."""
+    values = (np.arange(100) / 100).astype(dtype).reshape(10, 10)  # k/100 in the map's dtype
+    target = np.zeros((10, 10), dtype=np.uint8)
+    counts = boundary_counts(values, target, thin=False)
+    assert counts[:, 3].tolist() == [100 - j for j in range(1, 100)]  # sumP at t_j = j/100
+    assert bsds_thresholds()[59] == 0.6 and bsds_thresholds()[6] == 0.07  # exact rationals
+    # The same map in float32 and float64 gives the same counts (no cast before comparing).
+    other = np.float64 if dtype == np.float32 else np.float32
+    same = boundary_counts((np.arange(100) / 100).astype(other).reshape(10, 10), target, thin=False)
+    assert (same == counts).all()

@@ -1,9 +1,11 @@
 """Boundary (edge) detection metrics in the BSDS sense, without MATLAB (SPEC §6).
 
-For every image and every threshold ``t_k`` of ``thresholds = linspace(1/(K+1), 1 - 1/(K+1), K)``
-(``K = 99``: 0.01, 0.02, …, 0.99, as in the BSDS / edges-toolbox benchmark):
+For every image and every threshold ``t_k = k / (K+1)``, ``k = 1..K`` (``K = 99``: 0.01, 0.02,
+…, 0.99, as in the BSDS / edges-toolbox benchmark):
 
-1. binarise the edge probability: a pixel is predicted when ``prob >= t_k``;
+1. binarise the edge probability: a pixel is predicted when ``prob >= t_k``, compared in the
+   map's own precision against the exact rational (a float64 map valued ``k / 100`` reaches
+   ``t_k``: :mod:`mtcp.metrics.functional.thresholds`);
 2. optionally thin the binary map to one-pixel-wide lines (:func:`thin`);
 3. drop predicted and target pixels whose target is ``ignore_index`` (255);
 4. match predicted boundary pixels one-to-one to target boundary pixels at Euclidean distance
@@ -55,6 +57,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mtcp.errors import MtcpError
 from mtcp.metrics._matching import augment, build_graph, disc_offsets, njit, pad_for
+from mtcp.metrics.functional.thresholds import rational_thresholds, threshold_levels
 from mtcp.tasks import IGNORE_INDEX
 
 # Neighbours x1..x8 of the thinning rules as (dy, dx): E, NE, N, NW, W, SW, S, SE.
@@ -62,8 +65,9 @@ _NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1,
 
 
 def bsds_thresholds(n: int = 99) -> np.ndarray:
-    """The ``n`` BSDS thresholds ``linspace(1/(n+1), 1 - 1/(n+1), n)`` (float64)."""
-    return np.linspace(1.0 / (n + 1), 1.0 - 1.0 / (n + 1), n)
+    """The ``n`` BSDS thresholds ``k / (n + 1)``, ``k = 1..n`` (float64, each the nearest to the
+    rational: :func:`mtcp.metrics.functional.thresholds.rational_thresholds`)."""
+    return np.array(rational_thresholds(1, n, n + 1))
 
 
 def _thinning_luts() -> np.ndarray:
@@ -312,7 +316,7 @@ def boundary_counts(
 
     Releases the GIL for most of its run, so threads can score several images at once.
     """
-    prob = np.asarray(prob, dtype=np.float32)
+    prob = np.asarray(prob)
     target = np.asarray(target)
     if prob.ndim != 2 or prob.shape != target.shape:
         raise MtcpError(
@@ -324,7 +328,7 @@ def boundary_counts(
     valid = target != ignore_index
     tmask = valid & (target > 0.5)
     # Level k: predicted at the first k thresholds. Rank j >= 1 numbers the distinct levels.
-    levels = np.searchsorted(thresholds, prob, side="right")
+    levels = threshold_levels(prob, thresholds, "edge")  # compared in the map's own precision
     used = np.bincount(levels.ravel(), minlength=thresholds.size + 1) > 0
     used[0] = False
     ks = np.flatnonzero(used)
@@ -470,7 +474,10 @@ class BoundaryF(Metric):
                 f"edge: expected predictions and targets [B, 1, H, W] of the same shape, got "
                 f"{tuple(preds.shape)} and {tuple(target.shape)}"
             )
-        probs = preds.detach().float()
+        probs = preds.detach()
+        # Scored in their own precision; numpy has no bfloat16 (float32 holds it exactly).
+        probs = probs.float() if probs.dtype == torch.bfloat16 else probs
+        probs = probs if probs.is_floating_point() else probs.double()
         probs = probs.sigmoid() if self.from_logits else probs
         probs, target = probs.cpu().numpy(), target.detach().cpu().numpy()
         args = (self.max_dist, self.thresholds, self.thin, self.ignore_index)

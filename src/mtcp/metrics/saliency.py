@@ -2,8 +2,10 @@
 
 Inputs are probabilities ``s ∈ [0, 1]``; target pixels are positive when ``> 0.5``; pixels equal
 to ``ignore_value`` (255) are not counted. At threshold ``t`` a pixel is predicted positive when
-``s ≥ t`` (exactly on the threshold counts as positive). Per threshold, TP / FP / FN are pixel
-counts. Two poolings, selected by ``pooling``:
+``s ≥ t`` (exactly on the threshold counts as positive: thresholds are the exact rationals
+``k / 20`` compared in the predictions' precision, :mod:`mtcp.metrics.functional.thresholds`, so
+a PNG value 153 = 0.6 is positive at 0.6). Per threshold, TP / FP / FN are pixel counts. Two
+poolings, selected by ``pooling``:
 
 ``pooling="image"`` (MTI-Net; thresholds ``linspace(0.2, 0.9, 15)``, ``beta2 = 1``)
     Per image: ``P = TP/(TP+FP)`` (0 when nothing is predicted), ``R = TP/(TP+FN)`` (0 when the
@@ -31,10 +33,11 @@ import torch
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.functional.thresholds import rational_thresholds, threshold_levels
 from mtcp.tasks import IGNORE_INDEX
 
-MTINET_THRESHOLDS = tuple(torch.linspace(0.2, 0.9, 15, dtype=torch.float64).tolist())
-ATRC_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 … 0.95
+MTINET_THRESHOLDS = rational_thresholds(4, 18, 20)  # 0.20, 0.25, …, 0.90: linspace(0.2, 0.9, 15)
+ATRC_THRESHOLDS = rational_thresholds(1, 19, 20)  # 0.05 … 0.95
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -88,15 +91,17 @@ class SaliencyMetrics(Metric):
                 f"sal: prediction {tuple(preds.shape)} and target {tuple(target.shape)} "
                 "differ in size"
             )
-        s = preds.flatten(1).double()
+        s = preds.flatten(1)
         g = target.flatten(1)
         if self.png_roundtrip:
-            s = torch.floor(s * 255.0) / 255.0
+            s = torch.floor(s.double() * 255.0) / 255.0
         valid = g != self.ignore_value
         keep = valid.any(1)
         s, g, valid = s[keep], g[keep], valid[keep]
         pos = ((g > 0.5) & valid)[:, None]  # [B, 1, P]
-        pred = (s[:, None] >= self.thresholds[None, :, None]) & valid[:, None]  # [B, T, P]
+        levels = threshold_levels(s, self.thresholds.cpu().numpy(), "sal")  # [B, P]
+        steps = torch.arange(len(self.thresholds), device=levels.device)
+        pred = (levels[:, None] > steps[None, :, None]) & valid[:, None]  # [B, T, P]
         tp = (pred & pos).sum(2).double()
         fp = (pred & ~pos).sum(2).double()
         fn = (~pred & pos).sum(2).double()
