@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -434,6 +435,13 @@ class BoundaryF(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: not a score, e.g. a threshold)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "odsF": True,
+        "odsT": None,
+        "oisF": True,
+        "AP": True,
+    }
     full_state_update = False
 
     def __init__(

@@ -49,6 +49,7 @@ image without the batch dimension) and numpy arrays of one image in the raw-samp
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torchmetrics import Metric
@@ -198,6 +199,14 @@ class DepthNormalCoherence(Metric):
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mean": False,
+        "image_mean": False,
+        "n_images": None,
+        "n_undefined": None,
+        "n_skipped": None,
+    }
     full_state_update = False
 
     def __init__(self, from_targets: bool = False, smooth_tol: float = 0.01, **kwargs) -> None:
@@ -260,6 +269,13 @@ class BoundaryCoherence(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "F": True,
+        "image_mean": True,
+        "n_images": None,
+        "n_undefined": None,
+    }
     full_state_update = False
 
     def __init__(

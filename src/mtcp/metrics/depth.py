@@ -17,6 +17,8 @@ With ``N = 0`` (every target invalid) every metric is NaN.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
@@ -37,6 +39,16 @@ class DepthMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "rmse": False,
+        "log_rmse": False,
+        "abs_rel": False,
+        "delta1": True,
+        "delta2": True,
+        "delta3": True,
+        "n_pixels": None,
+    }
     full_state_update = False
 
     def __init__(

@@ -27,6 +27,7 @@ With ``N = 0`` every metric is NaN.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,13 @@ class NormalsMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute`
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mean": False,
+        "median": False,
+        "rmse": False,
+        **{f"{t:g}": True for t in THRESHOLDS_DEG},
+    }
     full_state_update = False
 
     def __init__(

@@ -28,6 +28,7 @@ A ratio whose denominator is 0 is 0 (except the per-image J above). Images with 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torchmetrics import Metric
@@ -58,6 +59,8 @@ class SaliencyMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute`
+    directions: ClassVar[dict[str, bool | None]] = {"maxF": True, "mIoU": True}
     full_state_update = False
 
     def __init__(

@@ -20,6 +20,8 @@ nothing, not even background pixels. An image containing a person is counted in 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
@@ -40,6 +42,13 @@ class SegmentationMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mIoU": True,
+        "mIoU_present": True,
+        "pixel_acc": True,
+        "n_absent": None,
+    }
     full_state_update = False
 
     def __init__(
