@@ -11,8 +11,8 @@ from scipy import ndimage
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from mtcp.metrics._matching import match_count
-from mtcp.metrics.boundary import BoundaryF, boundary_counts, bsds_scores, bsds_thresholds, thin
+from mtcp.metrics.boundary import BoundaryF
+from mtcp.metrics.functional import boundary_counts, bsds_scores, bsds_thresholds, match_count, thin
 
 
 def _lines(h: int = 64, w: int = 96) -> np.ndarray:
@@ -73,6 +73,23 @@ def test_thinning_equals_reference_implementation() -> None:
             smooth = ndimage.gaussian_filter(rng.random((30, 40)), rng.uniform(0.7, 3))
             mask = smooth > np.quantile(smooth, rng.uniform(0.2, 0.7))
         assert (thin(mask) == _reference_thin(mask)).all()
+
+
+def test_thinning_equals_skimage_thin() -> None:
+    """scikit-image's ``thin`` (the same Guo-Hall / Lam-Lee-Suen rules) as an independent oracle."""
+    from skimage.morphology import thin as skimage_thin
+
+    rng = np.random.default_rng(7)
+    masks = [np.ones((9, 13), bool), np.zeros((5, 5), bool), np.eye(12, dtype=bool)]
+    for i in range(20):
+        shape = (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+        if i % 4 == 0:
+            masks.append(rng.random(shape) < rng.uniform(0.2, 0.8))
+        else:
+            smooth = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.7, 3))
+            masks.append(smooth > np.quantile(smooth, rng.uniform(0.2, 0.7)))
+    for mask in masks:
+        assert (thin(mask) == skimage_thin(mask)).all(), mask.shape
 
 
 def _brute_matches(a: np.ndarray, b: np.ndarray, radius: float) -> int:

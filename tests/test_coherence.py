@@ -11,14 +11,9 @@ from scipy import ndimage
 
 from mtcp.data.sample import to_tensor
 from mtcp.data.synthetic import SYNTHETIC_CLASSES, render_scene
-from mtcp.geometry import nyud_intrinsics
-from mtcp.metrics.coherence import (
-    BoundaryCoherence,
-    DepthNormalCoherence,
-    boundary_coherence,
-    depth_normal_coherence,
-    normals_from_depth,
-)
+from mtcp.geometry import normals_from_depth, nyud_intrinsics
+from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
+from mtcp.metrics.functional.coherence import boundary_coherence, depth_normal_coherence
 
 SIZE = (64, 96)
 
