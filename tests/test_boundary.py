@@ -11,6 +11,8 @@ from scipy import ndimage
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
+from mtcp.errors import MtcpError
+from mtcp.metrics import to_floats
 from mtcp.metrics.boundary import BoundaryF
 from mtcp.metrics.functional import boundary_counts, bsds_scores, bsds_thresholds, match_count, thin
 
@@ -230,7 +232,7 @@ def _worker(rank: int, init: str, preds: torch.Tensor, target: torch.Tensor, out
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     m = BoundaryF(max_dist=0.02)
     m.update(preds[rank::2], target[rank::2])
-    out.put((rank, m.compute()))
+    out.put((rank, to_floats(m.compute())))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -242,7 +244,7 @@ def test_two_processes_give_the_same_result(tmp_path) -> None:
     preds = torch.as_tensor(np.clip(blur * 3 + 0.1 * rng.random(blur.shape), 0, 1))
     single = BoundaryF(max_dist=0.02)
     single.update(preds, target)
-    expected = single.compute()
+    expected = to_floats(single.compute())
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     procs = [
@@ -271,3 +273,17 @@ def test_values_on_a_threshold_count_at_it_in_their_precision(dtype) -> None:
     other = np.float64 if dtype == np.float32 else np.float32
     same = boundary_counts((np.arange(100) / 100).astype(other).reshape(10, 10), target, thin=False)
     assert (same == counts).all()
+
+
+def test_boundary_f_takes_numpy_and_returns_tensors() -> None:
+    rng = np.random.default_rng(5)
+    target = (rng.random((2, 1, 20, 24)) < 0.1).astype(np.uint8)
+    prob = rng.random((2, 1, 20, 24)).astype(np.float32)
+    a, b = BoundaryF(num_workers=1), BoundaryF(num_workers=1)
+    a.update(prob, target)
+    b.update(torch.from_numpy(prob), torch.from_numpy(target))
+    res = a.compute()
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in res.values())
+    assert to_floats(res) == to_floats(b.compute())
+    with pytest.raises(MtcpError, match="edge: predictions: expected a torch tensor"):
+        a.update(prob.tolist(), target)

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,12 +18,14 @@ from mtcp.metrics import (
     TASK_METRICS,
     DepthMetrics,
     MultiTaskMetrics,
+    SaliencyMetrics,
     build_metrics,
     delta_m,
     delta_m_terms,
     flatten,
     get_protocol,
     load_references,
+    to_floats,
 )
 
 H, W = 4, 6
@@ -226,3 +229,66 @@ def test_load_references_file_folder_and_dict(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(MtcpError, match=r"bad\.json"):
         load_references(bad)
+
+
+# ----------------------------------------------------------------------------- inputs / results
+
+
+def test_numpy_inputs_give_the_torch_results_as_tensors() -> None:
+    outputs, batch = _batch()
+    batch["intrinsics"] = torch.tensor([[5.0, 5.0, W / 2, H / 2]] * 2)
+    tasks = {"semseg": 3, "depth": 1, "normals": 3, "sal": 1}
+    torch_m, numpy_m = build_metrics(tasks), build_metrics(tasks)
+    torch_m.update(outputs, batch)
+    as_np = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    numpy_m.update({k: v.numpy() for k, v in outputs.items()}, as_np)
+    expected, got = torch_m.compute(), numpy_m.compute()
+    assert set(got) == {*tasks, "coherence"}
+    for group, values in got.items():
+        for key, value in values.items():
+            assert isinstance(value, torch.Tensor) and value.dim() == 0, (group, key)
+            assert torch.equal(value, expected[group][key]) or (
+                value.isnan() and expected[group][key].isnan()
+            ), (group, key)
+    floats = to_floats(got)
+    assert isinstance(floats["depth"]["rmse"], float)
+    assert floats["depth"]["rmse"] == float(expected["depth"]["rmse"])
+
+
+def test_anything_else_is_a_clear_error() -> None:
+    outputs, batch = _batch()
+    m = build_metrics({"depth": 1}, coherence=False)
+    with pytest.raises(MtcpError, match=r"depth: model output: expected a torch tensor or a numpy"):
+        m.update({"depth": outputs["depth"].tolist()}, batch)
+    with pytest.raises(MtcpError, match=r"depth: target: expected a numeric numpy array"):
+        m.update(outputs, {"depth": np.array([["a"]], dtype=object)})
+    with pytest.raises(MtcpError, match=r"sal: predictions: expected a torch tensor"):
+        SaliencyMetrics().update([0.5], torch.ones(1, 1, 1, 1))
+
+
+def test_collection_is_used_like_a_metric_collection() -> None:
+    outputs, batch = _batch()
+    m = build_metrics({"semseg": 3, "depth": 1, "normals": 3}, boundary=False)
+    assert m.keys() == ["semseg", "depth", "normals", "depth_normal", "boundary"]
+    assert len(m) == 5 and list(m) == m.keys() and "depth" in m and "edge" not in m
+    assert isinstance(m["depth"], DepthMetrics) and m["boundary"] is m.extra_metrics["boundary"]
+    with pytest.raises(KeyError, match="known: semseg"):
+        m["edge"]
+    batch["intrinsics"] = torch.tensor([[5.0, 5.0, W / 2, H / 2]] * 2)
+    first = m(outputs, batch)  # forward: accumulate, return this batch's results
+
+    def same(a, b) -> bool:
+        return flatten(to_floats(a)) == pytest.approx(flatten(to_floats(b)), nan_ok=True)
+
+    assert same(first, m.compute())
+    copy = m.clone()
+    half = {k: v[:1] for k, v in outputs.items()}
+    half_batch = {k: v[:1] for k, v in batch.items() if k != "labelled"}
+    alone = m(half, half_batch)
+    single = build_metrics({"semseg": 3, "depth": 1, "normals": 3}, boundary=False)
+    single.update(half, half_batch)
+    assert same(alone, single.compute())
+    assert same(copy.compute(), first)  # the clone kept its own state
+    assert not same(m.compute(), first)  # m accumulated both batches
+    m.reset()
+    assert math.isnan(float(m.compute()["depth"]["rmse"]))

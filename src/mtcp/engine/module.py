@@ -36,7 +36,7 @@ import torch
 
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
-from mtcp.metrics import gm_error, higher_is_better
+from mtcp.metrics import gm_error, higher_is_better, to_floats
 
 CHECKPOINT_KEY = "mtcp"
 
@@ -183,7 +183,7 @@ class MtcpModule(L.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_metrics.compute()  # synchronised over processes by torchmetrics
+        results = to_floats(self.val_metrics.compute())  # synchronised over processes
         self.val_metrics.reset()
         self.last_results = results
         flat = {

@@ -6,7 +6,7 @@ Typical use::
     metrics = build_metrics({"semseg": 40, "depth": 1, "normals": 3}, protocol="mtinet")
     for batch in loader:
         metrics.update(model(batch["image"]), batch)
-    results = metrics.compute()          # {task: {metric: value}}
+    results = metrics.compute()          # {task: {metric: 0-d tensor}}; to_floats(results)
     print(metrics.describe(), delta_m(results, load_references("single_task.json")))
     higher_is_better("val/coherence/depth_normal_mean")   # False: degrees
 
@@ -19,6 +19,7 @@ from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
 from mtcp.metrics.collection import MultiTaskMetrics, build_metrics, flatten
 from mtcp.metrics.depth import DepthMetrics
 from mtcp.metrics.directions import direction, higher_is_better, scored_keys
+from mtcp.metrics.inputs import to_floats
 from mtcp.metrics.multitask import (
     DELTA_M_METRICS,
     delta_m,
@@ -58,4 +59,5 @@ __all__ = [
     "load_references",
     "scored_keys",
     "task_metric",
+    "to_floats",
 ]

@@ -17,6 +17,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mtcp.errors import MtcpError
 from mtcp.metrics.functional.boundary import boundary_counts, bsds_scores, bsds_thresholds
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 
@@ -89,6 +90,7 @@ class BoundaryF(Metric):
                 logits when ``from_logits=True``.
             target: same shape, 1 boundary, 0 not, ``ignore_index`` ignored.
         """
+        preds, target = as_tensor(preds, "edge: predictions"), as_tensor(target, "edge: target")
         if preds.dim() == 4:
             preds = preds[:, 0]
         if target.dim() == 4:
@@ -119,6 +121,8 @@ class BoundaryF(Metric):
             return np.zeros((0, len(self.thresholds), 4), dtype=np.int64)
         return dim_zero_cat(self.counts).cpu().numpy()
 
-    def compute(self) -> dict[str, float]:
-        """``{"odsF", "odsT", "oisF", "AP"}`` (see the module docstring)."""
-        return bsds_scores(self.per_image_counts(), self.thresholds, self.interpolate)
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"odsF", "odsT", "oisF", "AP"}`` (:func:`~mtcp.metrics.functional.bsds_scores`;
+        0-d float64 tensors)."""
+        scores = bsds_scores(self.per_image_counts(), self.thresholds, self.interpolate)
+        return as_result(scores, self.device)

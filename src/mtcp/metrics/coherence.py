@@ -21,6 +21,7 @@ from mtcp.metrics.functional.coherence import (  # noqa: F401
     coherence_sums,
     depth_normal_coherence,
 )
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 
@@ -29,13 +30,13 @@ def _source(outputs: dict, batch: dict, from_targets: bool, key: str) -> torch.T
     if key not in src:
         where = "batch" if from_targets else "model outputs"
         raise MtcpError(f"coherence: task {key!r} is missing from the {where}")
-    return src[key]
+    return as_tensor(src[key], f"coherence: {key} of the {'batch' if from_targets else 'outputs'}")
 
 
 def _batch_intrinsics(batch: dict, n: int, device) -> torch.Tensor:
     if "intrinsics" not in batch:
         raise MtcpError("coherence: the batch has no 'intrinsics' (fx, fy, cx, cy per image)")
-    return torch.as_tensor(batch["intrinsics"]).reshape(n, 4).to(device)
+    return torch.as_tensor(batch["intrinsics"]).reshape(n, 4).to(device)  # numbers, any form
 
 
 class DepthNormalCoherence(Metric):
@@ -90,8 +91,9 @@ class DepthNormalCoherence(Metric):
         sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
         return torch.where(counts > 0, sums / counts.clamp_min(1), float("nan"))
 
-    def compute(self) -> dict[str, float]:
-        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_undefined``, ``n_skipped``."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_undefined``, ``n_skipped``
+        (0-d float64 tensors)."""
         per = self.per_image()
         if per.numel():
             sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
@@ -99,13 +101,14 @@ class DepthNormalCoherence(Metric):
         else:
             mean = math.nan
         scored = per[~per.isnan()]
-        return {
+        out = {
             "mean": mean,
             "image_mean": float(scored.mean()) if scored.numel() else math.nan,
             "n_images": int(per.numel()),
             "n_undefined": int(per.numel() - scored.numel()),
             "n_skipped": int(self.n_skipped),
         }
+        return as_result(out, self.device)
 
 
 class BoundaryCoherence(Metric):
@@ -157,6 +160,7 @@ class BoundaryCoherence(Metric):
         depth = _source(outputs, batch, self.from_targets, "depth")
         src = batch if self.from_targets else outputs
         normals = src.get("normals") if self.use_normals else None
+        normals = None if normals is None else as_tensor(normals, "coherence: normals")
         intrinsics = batch.get("intrinsics") if self.use_normals else None
         counts = boundary_coherence_counts(
             semseg,
@@ -176,16 +180,19 @@ class BoundaryCoherence(Metric):
             return torch.zeros(0, dtype=torch.float64)
         return boundary_coherence_f(dim_zero_cat(self.counts))
 
-    def compute(self) -> dict[str, float]:
-        """``F`` (pooled), ``image_mean``, ``n_images`` and ``n_undefined``."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``F`` (pooled), ``image_mean``, ``n_images`` and ``n_undefined`` (0-d float64
+        tensors)."""
         per = self.per_image()
         if not per.numel():
-            return {"F": math.nan, "image_mean": math.nan, "n_images": 0, "n_undefined": 0}
+            empty = {"F": math.nan, "image_mean": math.nan, "n_images": 0, "n_undefined": 0}
+            return as_result(empty, self.device)
         pooled = boundary_coherence_f(dim_zero_cat(self.counts).sum(0))
         defined = per[~per.isnan()]
-        return {
+        out = {
             "F": float(pooled),
             "image_mean": float(defined.mean()) if defined.numel() else math.nan,
             "n_images": int(per.numel()),
             "n_undefined": int(per.numel() - defined.numel()),
         }
+        return as_result(out, self.device)

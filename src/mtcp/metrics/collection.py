@@ -3,9 +3,10 @@ metric of :mod:`mtcp.metrics.registry` and the coherence metrics, under one prot
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.metrics.protocol import EDGE_MAX_DIST, Protocol, get_protocol
 from mtcp.metrics.registry import COHERENCE_METRICS, task_metric
 from mtcp.metrics.segmentation import SegmentationMetrics
@@ -22,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class MultiTaskMetrics(nn.Module):
-    """All metrics of a multi-task evaluation behind one ``update / compute / reset``.
+    """All metrics of a multi-task evaluation behind one ``update / compute / reset``, used like
+    torchmetrics' ``MetricCollection``: ``metrics["depth"]``, ``"depth" in metrics``,
+    ``keys() / values() / items()`` (task metrics, then coherence metrics by name), ``len``,
+    ``clone()``, ``.to(device)``, and ``metrics(outputs, batch)`` (update, then the results of
+    that batch alone).
 
     An ``nn.Module`` so that ``.to(device)`` (and Lightning) moves every metric state. Across
     processes, each metric's state is summed on ``compute()`` (torchmetrics sync), so results are
@@ -46,15 +52,59 @@ class MultiTaskMetrics(nn.Module):
         self.extra_metrics = nn.ModuleDict(dict(extra_metrics or {}))
         self.protocol = protocol
 
+    # --- MetricCollection-style access ------------------------------------------------------
+    def keys(self) -> list[str]:
+        """Task names, then coherence metric names."""
+        return [*self.task_metrics.keys(), *self.extra_metrics.keys()]
+
+    def values(self) -> list[Metric]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Metric]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def __getitem__(self, name: str) -> Metric:
+        if name in self.task_metrics:
+            return self.task_metrics[name]
+        if name in self.extra_metrics:
+            return self.extra_metrics[name]
+        raise KeyError(f"no metric {name!r}; known: {', '.join(self.keys())}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.task_metrics or name in self.extra_metrics
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.task_metrics) + len(self.extra_metrics)
+
+    def clone(self) -> MultiTaskMetrics:
+        """An independent copy (states included), as ``MetricCollection.clone``."""
+        return copy.deepcopy(self)
+
     @torch.no_grad()
-    def update(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+    def forward(
+        self, outputs: Mapping[str, Any], batch: Mapping[str, Any]
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Accumulate the batch and return the results of this batch alone."""
+        self.update(outputs, batch)
+        single = self.clone()
+        single.reset()
+        single.update(outputs, batch)
+        return single.compute()
+
+    # --- accumulation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         """Accumulate one batch.
 
         Args:
-            outputs: model outputs in model units (logits, metres, vectors), at target size;
-                only the keys named after tasks are read.
-            batch: tensor batch (tasks.py conventions); samples whose ``labelled[task]`` is
-                False are left out of that task's metric.
+            outputs: model outputs in model units (logits, metres, vectors), at target size,
+                as tensors or numpy arrays; only the keys named after tasks are read.
+            batch: batch in the tensor conventions of :mod:`mtcp.tasks` (tensors or numpy
+                arrays); samples whose ``labelled[task]`` is False are left out of that task's
+                metric.
         """
         labelled = batch.get("labelled") or {}
         for task, metric in self.task_metrics.items():
@@ -62,7 +112,8 @@ class MultiTaskMetrics(nn.Module):
                 raise MtcpError(f"model outputs have no {task!r} (got: {', '.join(outputs)})")
             if task not in batch:
                 raise MtcpError(f"batch has no {task!r} target (got: {', '.join(batch)})")
-            pred, target = outputs[task].detach(), batch[task]
+            pred = as_tensor(outputs[task], f"{task}: model output").detach()
+            target = as_tensor(batch[task], f"{task}: target")
             if pred.shape[-2:] != target.shape[-2:]:
                 raise MtcpError(
                     f"{task}: output size {tuple(pred.shape[-2:])} differs from target size "
@@ -79,19 +130,21 @@ class MultiTaskMetrics(nn.Module):
         for metric in self.extra_metrics.values():
             metric.update(outputs, batch)
 
-    def compute(self) -> dict[str, dict[str, float]]:
-        """``{task: {metric: value}}``, plus ``"coherence"`` when coherence metrics are on."""
+    def compute(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{task: {metric: value}}``, plus ``"coherence"`` (``{<name>_<key>: value}``) when
+        coherence metrics are on; values are 0-d float64 tensors (:func:`to_floats` for
+        numbers)."""
         with warnings.catch_warnings():
             # A task without any labelled sample is legitimately never updated: NaN results.
             warnings.filterwarnings("ignore", message=".*called before the ``update``")
-            out = {task: _as_floats(m.compute()) for task, m in self.task_metrics.items()}
+            out = {task: as_result(m.compute()) for task, m in self.task_metrics.items()}
             extra = {name: m.compute() for name, m in self.extra_metrics.items()}
-        coherence: dict[str, float] = {}
+        coherence: dict[str, torch.Tensor] = {}
         for name, value in extra.items():
             if isinstance(value, Mapping):
-                coherence.update({f"{name}_{k}": v for k, v in _as_floats(value).items()})
+                coherence.update({f"{name}_{k}": v for k, v in as_result(value).items()})
             else:
-                coherence[name] = float(value)
+                coherence.update(as_result({name: value}))
         if coherence:
             out["coherence"] = coherence
         return out
@@ -106,16 +159,12 @@ class MultiTaskMetrics(nn.Module):
 
     def reset(self) -> None:
         """Clear every accumulated state."""
-        for metric in [*self.task_metrics.values(), *self.extra_metrics.values()]:
+        for metric in self.values():
             metric.reset()
 
     def describe(self) -> str:
         """The protocol settings in one line (print it next to the results)."""
         return self.protocol.describe() if self.protocol else "custom metrics"
-
-
-def _as_floats(values: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()}
 
 
 def flatten(results: Mapping[str, Mapping[str, float]], sep: str = "/") -> dict[str, float]:

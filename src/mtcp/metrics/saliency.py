@@ -35,6 +35,7 @@ from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
 from mtcp.metrics.functional.thresholds import rational_thresholds, threshold_levels
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 MTINET_THRESHOLDS = rational_thresholds(4, 18, 20)  # 0.20, 0.25, …, 0.90: linspace(0.2, 0.9, 15)
@@ -89,6 +90,7 @@ class SaliencyMetrics(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate one batch: probabilities and targets ``[B, 1, H, W]`` in ``[0, 1]``."""
+        preds, target = as_tensor(preds, "sal: predictions"), as_tensor(target, "sal: target")
         if preds.shape != target.shape:
             raise MtcpError(
                 f"sal: prediction {tuple(preds.shape)} and target {tuple(target.shape)} "
@@ -129,9 +131,9 @@ class SaliencyMetrics(Metric):
         f = _ratio((1 + self.beta2) * p * r, self.beta2 * p + r)
         return {"thresholds": self.thresholds, "precision": p, "recall": r, "F": f, "IoU": iou}
 
-    def compute(self) -> dict[str, float]:
-        """``{"maxF", "mIoU"}``; NaN when no image was counted."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"maxF", "mIoU"}`` (0-d float64 tensors); NaN when no image was counted."""
         if self.n_images == 0:
-            return {"maxF": float("nan"), "mIoU": float("nan")}
+            return as_result({"maxF": float("nan"), "mIoU": float("nan")}, self.device)
         c = self.curves()
-        return {"maxF": c["F"].max().item(), "mIoU": c["IoU"].max().item()}
+        return as_result({"maxF": c["F"].max(), "mIoU": c["IoU"].max()}, self.device)
