@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from mtcp.geometry import (
+    angle_deg,
     as_depth4,
     as_intrinsics2,
     as_normals4,
     crop_intrinsics,
     geometric_discontinuities,
     normals_from_depth,
+    nyud_intrinsics,
     scale_intrinsics,
     semantic_boundaries,
 )
@@ -40,6 +42,8 @@ def test_every_geometry_function_accepts_tiny_images(size) -> None:
     assert as_intrinsics2(K, 1).shape == (1, 4)
     assert np.isfinite(scale_intrinsics(K[0].numpy(), (h, w), (2 * h, 2 * w))).all()
     assert np.isfinite(crop_intrinsics(K[0].numpy(), 0, 0)).all()
+    assert np.isfinite(nyud_intrinsics((h, w))).all()
+    assert angle_deg(normals, normals).shape == (1, h, w)
 
     n_d, smooth = normals_from_depth(depth, K)
     assert n_d.shape == (1, 3, h, w) and smooth.shape == (1, 1, h, w)

@@ -292,3 +292,12 @@ def test_collection_is_used_like_a_metric_collection() -> None:
     assert not same(m.compute(), first)  # m accumulated both batches
     m.reset()
     assert math.isnan(float(m.compute()["depth"]["rmse"]))
+
+
+def test_coherence_metrics_of_the_targets() -> None:
+    from mtcp.metrics import coherence_metrics
+
+    found = coherence_metrics(["semseg", "depth"], from_targets=True)
+    assert set(found) == {"boundary"} and found["boundary"].from_targets
+    assert set(coherence_metrics(["depth", "normals", "semseg"])) == {"depth_normal", "boundary"}
+    assert not coherence_metrics(["semseg", "normals"])

@@ -29,7 +29,7 @@ from mtcp.metrics.multitask import (
 )
 from mtcp.metrics.normals import NormalsMetrics
 from mtcp.metrics.protocol import EDGE_MAX_DIST, PROTOCOLS, Protocol, get_protocol
-from mtcp.metrics.registry import COHERENCE_METRICS, TASK_METRICS, task_metric
+from mtcp.metrics.registry import COHERENCE_METRICS, TASK_METRICS, coherence_metrics, task_metric
 from mtcp.metrics.saliency import SaliencyMetrics
 from mtcp.metrics.segmentation import SegmentationMetrics
 
@@ -49,6 +49,7 @@ __all__ = [
     "SaliencyMetrics",
     "SegmentationMetrics",
     "build_metrics",
+    "coherence_metrics",
     "delta_m",
     "delta_m_terms",
     "direction",

@@ -16,7 +16,7 @@ from torchmetrics import Metric
 from mtcp.errors import MtcpError
 from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.metrics.protocol import EDGE_MAX_DIST, Protocol, get_protocol
-from mtcp.metrics.registry import COHERENCE_METRICS, task_metric
+from mtcp.metrics.registry import coherence_metrics, task_metric
 from mtcp.metrics.segmentation import SegmentationMetrics
 from mtcp.tasks import resolve_tasks
 
@@ -204,9 +204,4 @@ def build_metrics(
         for task, channels in tasks.items()
         if boundary or task != "edge"
     }
-    extra: dict[str, Metric] = {}
-    if coherence:
-        for name, entry in COHERENCE_METRICS.items():
-            if all(t in tasks for t in entry.needs):
-                extra[name] = entry.cls()
-    return MultiTaskMetrics(metrics, extra, p)
+    return MultiTaskMetrics(metrics, coherence_metrics(tasks) if coherence else {}, p)

@@ -11,7 +11,7 @@ settings it takes from a :class:`~mtcp.metrics.protocol.Protocol`, and how model
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -117,3 +117,15 @@ COHERENCE_METRICS: dict[str, CoherenceMetric] = {
     "depth_normal": CoherenceMetric(DepthNormalCoherence, ("depth", "normals")),
     "boundary": CoherenceMetric(BoundaryCoherence, ("semseg", "depth")),
 }
+
+
+def coherence_metrics(tasks: Iterable[str], from_targets: bool = False) -> dict[str, Metric]:
+    """``{name: metric}`` of every coherence metric whose tasks are all in ``tasks``; with
+    ``from_targets=True`` they score the batch's targets (the attainable level, SPEC §7)."""
+    tasks = set(tasks)
+    settings = {"from_targets": True} if from_targets else {}
+    return {
+        name: entry.cls(**settings)
+        for name, entry in COHERENCE_METRICS.items()
+        if tasks.issuperset(entry.needs)
+    }
