@@ -85,3 +85,32 @@ def test_few_steps_lower_every_task_loss(tmp_path):
     assert set(result.before) >= set(TASKS) and set(result.after) >= set(TASKS)
     # a second run never overwrites the first
     assert make_run_dir(cfg).name == "version_1"
+
+
+def test_monitor_takes_the_direction_its_metric_declares(tmp_path):
+    """trainer.monitor=val/coherence/depth_normal_mean (degrees) keeps the *most* coherent epoch."""
+    import pytest
+
+    from mtcp.engine.module import monitor_of
+    from mtcp.errors import MtcpError
+    from mtcp.io import load_checkpoint
+
+    key = "val/coherence/depth_normal_mean"
+    tasks = ["depth", "normals"]
+    args = [*TINY, f"data.tasks={tasks}", "data.synthetic_scenes=6"]
+    cfg = load_config(None, [*args, "trainer.max_epochs=4", f"trainer.monitor={key}"])
+    cfg.run.root = str(tmp_path)
+    assert monitor_of(cfg) == (key, "min")
+    others = (("val/semseg/mIoU", "max"), ("val/gm_error", "min"), ("val/delta_m", "max"))
+    for other, mode in others:
+        assert monitor_of(load_config(None, [f"trainer.monitor={other}"]))[1] == mode
+    with pytest.raises(MtcpError, match="depth_normal_mean"):  # the old, never-logged name
+        monitor_of(load_config(None, ["trainer.monitor=val/depth_normal"]))
+
+    run = train(cfg).run_dir
+    with open(run / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(key)]
+    by_epoch = {int(r["epoch"]): float(r[key]) for r in rows if r["epoch"] != ""}
+    assert len(set(by_epoch.values())) > 1, by_epoch  # otherwise min and max would agree
+    best = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == min(by_epoch, key=by_epoch.get), by_epoch

@@ -57,7 +57,7 @@ def evaluate(
     from mtcp.engine.callbacks import target_coherence_metrics
     from mtcp.engine.config import config_from_dict
     from mtcp.inference import load_checkpoint_model
-    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references
+    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
 
     model, tasks, meta = load_checkpoint_model(checkpoint, trust=trust)
     cfg = config_from_dict(meta["config"], str(checkpoint))
@@ -102,7 +102,7 @@ def evaluate(
             if targets is not None:
                 targets.update({}, batch)
             n_images += image.shape[0]
-    results = metrics.compute()
+    results = to_floats(metrics.compute())
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model": meta["model"].get("name"),
@@ -113,7 +113,7 @@ def evaluate(
         "seconds": round(time.monotonic() - start, 2),
         "metrics": results,
         "details": metrics.details(),
-        "targets": targets.compute() if targets is not None else {},
+        "targets": to_floats(targets.compute()) if targets is not None else {},
     }
     if references:
         refs = load_references(references)

@@ -277,9 +277,11 @@ def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
 
 def target_coherence(batches: Any, tasks: Mapping[str, int]) -> dict[str, dict[str, float]]:
     """Coherence of the targets of ``batches`` (``{}`` when the tasks have none)."""
+    from mtcp.metrics import to_floats
+
     metrics = target_coherence_metrics(tasks)
     if metrics is None:
         return {}
     for batch in batches:
         metrics.update({}, batch)
-    return metrics.compute()
+    return to_floats(metrics.compute())

@@ -36,7 +36,7 @@ import torch
 
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
-from mtcp.tasks import get_task
+from mtcp.metrics import gm_error, higher_is_better, to_floats
 
 CHECKPOINT_KEY = "mtcp"
 
@@ -46,29 +46,17 @@ def is_count(metric: str) -> bool:
     return metric.startswith("n_") or "_n_" in metric
 
 
-def gm_error(results: Mapping[str, Mapping[str, float]], tasks: list[str]) -> float:
-    """Geometric mean over ``tasks`` of the error on each task's main metric (see module doc)."""
-    logs = []
-    for task in tasks:
-        spec = get_task(task)
-        value = float(results[task][spec.main_metric])
-        err = 1.0 - value if spec.higher_is_better else value
-        logs.append(math.log(max(err, 1e-6)) if math.isfinite(err) else math.inf)
-    return math.exp(sum(logs) / len(logs))
-
-
-#: metric names for which lower is better (everything else selected by ``max``)
-LOWER_IS_BETTER = {"gm_error", "rmse", "log_rmse", "abs_rel", "mean", "median", "depth_normal"}
-
-
 def monitor_of(cfg: Config) -> tuple[str, str]:
-    """The metric that selects ``best.ckpt`` and its mode (``"min"`` / ``"max"``)."""
+    """The metric that selects ``best.ckpt`` and its mode (``"min"`` / ``"max"``).
+
+    Losses (``train/total``, ``.../loss/...``) are minimised; every other key takes the direction
+    its metric declares (:func:`mtcp.metrics.higher_is_better`, an error for unknown keys).
+    """
     monitor = cfg.trainer.monitor
     if monitor == "auto":
         monitor = "val/delta_m" if cfg.eval.references else "val/gm_error"
-    name = monitor.rsplit("/", 1)[-1]
-    lower = name in LOWER_IS_BETTER or "loss" in monitor
-    return monitor, "min" if lower else "max"
+    lower = "loss" in monitor or monitor.endswith("/total")
+    return monitor, "min" if lower or not higher_is_better(monitor) else "max"
 
 
 def rng_state() -> dict[str, Any]:
@@ -195,7 +183,7 @@ class MtcpModule(L.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_metrics.compute()  # synchronised over processes by torchmetrics
+        results = to_floats(self.val_metrics.compute())  # synchronised over processes
         self.val_metrics.reset()
         self.last_results = results
         flat = {
