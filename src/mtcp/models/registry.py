@@ -67,6 +67,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "decoder_dims": [256, 512, 1024],
         "decoder_depths": [1, 2, 1],
         "cfm_stride": 4,
+        "release_heads": "auto",  # the released network's heads (mtcp.models.heads)
     },
 }
 _SHARED_KEYS = ("backbone", "channels")
