@@ -122,7 +122,7 @@ def test_weights_file_is_loaded(tmp_path, fmt):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(image)["edge"], model(image)["edge"])
-    with pytest.raises(MtcpError, match=r"w\..*does not match the model"):
+    with pytest.raises(MtcpError, match=r"w\..*do not fit the model"):
         create_model("hps_tiny", ["depth"], weights=path)
 
 
