@@ -33,6 +33,8 @@ def test_list_models_names_every_preset():
     expected = {f"{kind}_{size}" for kind in ("mtcp", "stl", "hps") for size in SIZES}
     assert set(list_models()) == expected
     assert list_models("stl_*") == ["stl_base", "stl_paper", "stl_tiny"]
+    assert mtcp.list_models("") == list_models() == sorted(expected)
+    assert mtcp.list_models(filter="*_paper") == ["hps_paper", "mtcp_paper", "stl_paper"]
 
 
 @pytest.mark.parametrize(

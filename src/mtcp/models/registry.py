@@ -79,10 +79,10 @@ def register_model(name: str, preset: Preset) -> None:
     _PRESETS[name] = preset
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted names of the registered models, optionally filtered by a shell-style pattern."""
-    names = sorted(_PRESETS)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+def list_models(filter: str = "") -> list[str]:
+    """Sorted names of the registered models matching the shell-style pattern ``filter``
+    (e.g. ``"stl_*"``); ``""`` lists them all."""
+    return [n for n in sorted(_PRESETS) if not filter or fnmatch.fnmatch(n, filter)]
 
 
 def _jsonable(value: Any) -> Any:
