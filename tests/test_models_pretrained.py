@@ -42,7 +42,7 @@ def test_bad_folders_and_ids_are_refused(tmp_path):
     with pytest.raises(MtcpError, match="no folder written by save_pretrained"):
         DenseModel.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MtcpError, match="not a config.json of save_pretrained"):
+    with pytest.raises(MtcpError, match=r"not a config\.json of save_pretrained"):
         DenseModel.from_pretrained(tmp_path / "empty")
     model = create_model("hps_tiny", ["depth"])
     model.save_pretrained(tmp_path / "m")
