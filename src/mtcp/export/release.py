@@ -26,7 +26,12 @@ from mtcp.export import save_safetensors
 from mtcp.geometry import nyud_intrinsics
 from mtcp.io import load_checkpoint
 from mtcp.models.registry import create_model
-from mtcp.models.release import ReleaseConversion, convert_release_state, release_tasks
+from mtcp.models.release import (
+    ReleaseConversion,
+    component_parameters,
+    convert_release_state,
+    release_tasks,
+)
 from mtcp.models.weights import load_state
 
 #: the release's training / test size per dataset (H, W)
@@ -43,6 +48,8 @@ class ReleaseReport:
     conversion: ReleaseConversion
     out: Path
     size: tuple[int, int]
+    #: ``(component, release parameters, used by its forward, mtcp_paper)``
+    parameters: list[tuple[str, int, int, int]]
 
     def summary(self) -> str:
         """Human-readable lines: what was mapped, dropped (grouped by reason), folded, filled."""
@@ -60,6 +67,12 @@ class ReleaseReport:
         if c.filled:
             lines.append(f"filled {len(c.filled)} tensors the release does not have:")
             lines += [f"  {dst}: {what}" for dst, what in c.filled]
+        lines.append(f"parameters (M)          {'release':>9} {'used':>9} {'mtcp':>9}")
+        totals = [0, 0, 0]
+        for name, *counts in self.parameters:
+            totals = [t + n for t, n in zip(totals, counts)]
+            lines.append(f"  {name:<22}" + "".join(f"{n / 1e6:10.3f}" for n in counts))
+        lines.append(f"  {'total':<22}" + "".join(f"{n / 1e6:10.3f}" for n in totals))
         return "\n".join(lines)
 
 
@@ -111,4 +124,5 @@ def convert_release(
     h, w = (int(s) for s in (size or RELEASE_SIZES[conversion.dataset]))
     intrinsics = tuple(nyud_intrinsics((h, w))) if conversion.dataset == "nyud" else None
     save_safetensors(model, out, size=(h, w), intrinsics=intrinsics)
-    return ReleaseReport(conversion, out, (h, w))
+    parameters = component_parameters(state, conversion, model)
+    return ReleaseReport(conversion, out, (h, w), parameters)

@@ -352,3 +352,47 @@ def convert_release_state(state: Mapping[str, Tensor]) -> ReleaseConversion:
             f"mtcp_paper ({dataset}): {shown}{more}"
         )
     return mapper.out
+
+
+#: components of the release (key prefixes) and of mtcp_paper (parameter-name prefixes)
+COMPONENTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("Mask2Former backbone", ("backbon.",), ("backbone.",)),
+    ("task Swin decoders", _SWIN, ("decoders.*.stages", "decoders.*.norms")),
+    ("FPNs", ("fpn_",), ("decoders.*.fpn",)),
+    ("CFMs", _CFM, ("cfm.",)),
+    ("trace-backs (SRMs)", _TRACE, ("traceback.",)),
+    ("final heads", ("project_",), ("heads.",)),
+    ("deep-supervision heads", _AUX, ("aux_heads.",)),
+    ("loose scalars", _LOOSE, ()),
+)
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "relative_position_index")
+
+
+def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(re.match(re.escape(p).replace(r"\*", r"[^.]+"), name) for p in prefixes)
+
+
+def component_parameters(
+    release_state: Mapping[str, Tensor],
+    conversion: ReleaseConversion,
+    model: torch.nn.Module,
+) -> list[tuple[str, int, int, int]]:
+    """``(component, release parameters, of which its forward uses, mtcp parameters)`` per
+    component of :data:`COMPONENTS`. Release parameters are the state-dict tensors that are not
+    buffers (running statistics, counters, index tables, the criterion's class weights); "used"
+    leaves out what the conversion drops."""
+    src = strip_wrappers(release_state)
+    dropped = {k for k, _ in conversion.dropped}
+    rows = []
+    for name, release_prefixes, mtcp_prefixes in COMPONENTS:
+        params = {
+            k: v.numel()
+            for k, v in src.items()
+            if k.startswith(release_prefixes)
+            and not k.endswith(_BUFFERS)
+            and not k.startswith("backbon.criterion.")
+        }
+        used = sum(n for k, n in params.items() if k not in dropped)
+        ours = sum(p.numel() for k, p in model.named_parameters() if _matches(k, mtcp_prefixes))
+        rows.append((name, sum(params.values()), used, ours))
+    return rows
