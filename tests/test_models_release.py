@@ -81,20 +81,38 @@ def test_release_layout_converts_with_nothing_left_over(nyud):
     assert torch.equal(sd["decoders.normals.norms.1.weight"], state["transformer3.norm1.weight"])
 
 
-def test_cfm_equals_the_release_formula(nyud):
-    state, _, model = nyud
-    p = _p(state, "gaaf.")  # semseg's CFM; partners depth, normals in this order
-    x, a1, a2 = (torch.randn(1, 256, 5, 6) for _ in range(3))
+def _release_cfm(p, x, a1, a2):
+    """GAAF_module2 of the release: the CFM of task x with partners a1, a2."""
+    b, c, h, w = x.shape
     sem = _bn(_cbam(x, _p(p, "cbam_sem.")), p, "cbam_sem_norm.")
     gated = [a * torch.sigmoid(_conv(a, p, g)) for a, g in ((a1, "gate1"), (a2, "gate2"))]
     fused = F.relu(_conv(torch.cat(gated, 1), p, "conv1"))
     q = F.relu(_bn(_cbam(fused, _p(p, "cbam_dep.")), p, "cbam_dep_norm."))
     k = F.relu(_bn(_cbam(fused, _p(p, "cbam_dep2.")), p, "cbam_dep2_norm."))
     attn = torch.softmax(q.flatten(2).transpose(1, 2) @ k.flatten(2), dim=-1)
-    out = (attn @ sem.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(1, 256, 5, 6)
-    expected = _bn(_cbam(out, _p(p, "shared_dep2.")), p, "shared_dep2_norm.")
-    with torch.no_grad():
-        torch.testing.assert_close(model.cfm["semseg"](x, [a1, a2]), expected)
+    out = (attn @ sem.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+    return _bn(_cbam(out, _p(p, "shared_dep2.")), p, "shared_dep2_norm.")
+
+
+def _release_srm(p, pred, feat):
+    """SPF of the release: ``(prediction feature, refined decoder feature)``."""
+    z = torch.cat(
+        [
+            F.interpolate(_cbam(pred, _p(p, "sem_cbam.")), size=feat.shape[-2:], mode="bilinear"),
+            _cbam(feat, _p(p, "dep_cbam.")),
+        ],
+        1,
+    )
+    y = F.relu(_bn(_conv(z, p, "sem_conv"), p, "b1."))
+    return y, F.relu(_bn(_conv(z, p, "dep_conv"), p, "b2."))
+
+
+def test_cfm_equals_the_release_formula(nyud):
+    state, _, model = nyud
+    x, a1, a2 = (torch.randn(1, 256, 5, 6) for _ in range(3))
+    with torch.no_grad():  # semseg's CFM; partners depth, normals in this order
+        got = model.cfm["semseg"](x, [a1, a2])
+    torch.testing.assert_close(got, _release_cfm(_p(state, "gaaf."), x, a1, a2))
 
 
 @pytest.mark.parametrize("index, srm", [(0, "srm3"), (1, "srm2"), (2, "srm1")])
@@ -103,21 +121,45 @@ def test_srm_with_folded_biases_equals_the_release_formula(nyud, index, srm):
     p = _p(state, f"trace_back2.spf_modules.{index}.")  # depth's trace-back
     c_in, c_feat = p["sem_cbam.ChannelGate.mlp.1.weight"].shape[1], p["b2.weight"].shape[0]
     pred, feat = torch.randn(1, c_in, 3, 4), torch.randn(1, c_feat, 6, 8)
-    z = torch.cat(
-        [
-            F.interpolate(_cbam(pred, _p(p, "sem_cbam.")), size=(6, 8), mode="bilinear"),
-            _cbam(feat, _p(p, "dep_cbam.")),
-        ],
-        1,
-    )
-    y = F.relu(_bn(_conv(z, p, "sem_conv"), p, "b1."))
+    y, g = _release_srm(p, pred, feat)
     with torch.no_grad():
         got_y, got_g = getattr(model.traceback["depth"], srm)(pred, feat)
     torch.testing.assert_close(got_y, y)
     if srm == "srm1":
         assert got_g is None  # the release computes it and uses nothing of it
     else:
-        torch.testing.assert_close(got_g, F.relu(_bn(_conv(z, p, "dep_conv"), p, "b2.")))
+        torch.testing.assert_close(got_g, g)
+
+
+def test_whole_model_after_the_decoders_equals_the_release_chain(nyud):
+    """R and the task Swins from the converted model (the Swin's pad-then-roll is checked in
+    test_models_decoder.py); CFM, trace-back, heads and resizing as the release computes them
+    from its own tensors."""
+    state, _, model = nyud
+    image = torch.randn(1, 3, 64, 96)
+    names = {"semseg": ("", "project_semseg"), "depth": ("2", "project_depth")}
+    names["normals"] = ("3", "project_normals")
+    with torch.no_grad():
+        out = model(image)
+        r = model.forward_features(image)
+        decoded = {t: model.decoders[t](r) for t in names}
+    up = {"scale_factor": 2, "mode": "bilinear", "align_corners": True}
+    for t, (k, head) in names.items():
+        x, (f1, f2, f3) = decoded[t]
+        a1, a2 = (decoded[o][0] for o in names if o != t)
+        fused = _release_cfm(_p(state, f"gaaf{k}."), x, a1, a2)
+        tb = f"trace_back{k}.spf_modules."
+        _, g3 = _release_srm(_p(state, tb + "0."), fused, f3)
+        _, g2 = _release_srm(_p(state, tb + "1."), g3, f2)
+        y1, _ = _release_srm(_p(state, tb + "2."), g2, f1)
+        p = _p(state, head + ".")
+        if t == "depth":
+            pred = _conv(F.relu(_conv(F.interpolate(_conv(y1, p, "0"), **up), p, "2")), p, "4")
+        else:
+            pred = _conv(F.relu(_bn(_conv(y1, p, "0", bias=False), p, "1.")), p, "3")
+            pred = F.interpolate(pred, **up) if t == "semseg" else pred
+        expected = F.interpolate(pred, size=(64, 96), mode="bilinear")
+        torch.testing.assert_close(out[t], expected, rtol=1e-4, atol=1e-5, msg=t)
 
 
 def test_heads_fpn_and_aux_heads_equal_the_release_formulas(nyud):
