@@ -14,12 +14,13 @@ also renames the Mask2Former Swin keys to the installed transformers generation)
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
 from mtcp.export import save_safetensors
@@ -27,18 +28,66 @@ from mtcp.geometry import nyud_intrinsics
 from mtcp.io import load_checkpoint
 from mtcp.models.registry import create_model
 from mtcp.models.release import (
+    AUX_MODULES,
+    CFM_MODULES,
+    LOOSE_SCALARS,
+    SWIN_MODULES,
+    TRACE_MODULES,
     ReleaseConversion,
-    component_parameters,
     convert_release_state,
     release_tasks,
 )
-from mtcp.models.weights import load_state
+from mtcp.models.weights import load_state, strip_wrappers
 
 #: the release's training / test size per dataset (H, W)
 RELEASE_SIZES = {"nyud": (480, 640), "pascal": (512, 512)}
 #: where training scripts commonly nest the state dict inside a checkpoint
 STATE_KEYS = ("state_dict", "model", "model_state_dict", "net")
 PRESET = "mtcp_paper"
+
+
+#: components of the release (key prefixes) and of mtcp_paper (parameter-name prefixes)
+COMPONENTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("Mask2Former backbone", ("backbon.",), ("backbone.",)),
+    ("task Swin decoders", SWIN_MODULES, ("decoders.*.stages", "decoders.*.norms")),
+    ("FPNs", ("fpn_",), ("decoders.*.fpn",)),
+    ("CFMs", CFM_MODULES, ("cfm.",)),
+    ("trace-backs (SRMs)", TRACE_MODULES, ("traceback.",)),
+    ("final heads", ("project_",), ("heads.",)),
+    ("deep-supervision heads", AUX_MODULES, ("aux_heads.",)),
+    ("loose scalars", LOOSE_SCALARS, ()),
+)
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "relative_position_index")
+
+
+def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(re.match(re.escape(p).replace(r"\*", r"[^.]+"), name) for p in prefixes)
+
+
+def component_parameters(
+    release_state: Mapping[str, Tensor],
+    conversion: ReleaseConversion,
+    model: nn.Module,
+) -> list[tuple[str, int, int, int]]:
+    """``(component, release parameters, of which its forward uses, mtcp parameters)`` per
+    component of :data:`COMPONENTS`. Release parameters are the state-dict tensors that are not
+    buffers (running statistics, counters, index tables, the criterion's class weights); "used"
+    leaves out what the conversion drops."""
+    src = strip_wrappers(release_state)
+    dropped = {k for k, _ in conversion.dropped}
+    rows = []
+    for name, release_prefixes, mtcp_prefixes in COMPONENTS:
+        params = {
+            k: v.numel()
+            for k, v in src.items()
+            if k.startswith(release_prefixes)
+            and not k.endswith(_BUFFERS)
+            and not k.startswith("backbon.criterion.")
+        }
+        used = sum(n for k, n in params.items() if k not in dropped)
+        ours = sum(p.numel() for k, p in model.named_parameters() if _matches(k, mtcp_prefixes))
+        rows.append((name, sum(params.values()), used, ours))
+    return rows
 
 
 @dataclass

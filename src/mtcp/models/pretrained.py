@@ -13,6 +13,7 @@ huggingface_hub is imported only for a Hub id (``pip install 'mtcp[hub]'``).
 from __future__ import annotations
 
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,17 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def _version() -> str | None:
+    # the installed distribution's version (importing the mtcp package root would pull in
+    # the layers above models)
+    try:
+        return metadata.version("mtcp")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def save_pretrained(model: DenseModel, folder: str | os.PathLike[str]) -> Path:
     """Write ``model`` into ``folder`` (created if needed); returns ``folder``."""
-    from mtcp import __version__
-
     if "name" not in (model.config or {}):
         raise MtcpError(
             f"{type(model).__name__} has no model.config to rebuild it from; build the model "
@@ -41,7 +49,7 @@ def save_pretrained(model: DenseModel, folder: str | os.PathLike[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_model(model, str(tmp), force_contiguous=True)
-    config = {"mtcp_version": __version__, "model": model.config, "data_config": model.data_config}
+    config = {"mtcp_version": _version(), "model": model.config, "data_config": model.data_config}
     write_json(folder / CONFIG_NAME, config)  # last: a folder with a config is complete
     return folder
 

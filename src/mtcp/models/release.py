@@ -76,10 +76,10 @@ _HEAD = {
 }
 #: the last conv of each release head: its output width is the task's channel count
 _HEAD_OUT = {"project_depth": "4"}
-_AUX = ("sem_pred_layers", "depth_pred_layers", "normals_pred_layers")
-_SWIN = ("transformer1", "transformer2", "transformer3")
-_TRACE = ("trace_back", "trace_back2", "trace_back3")
-_CFM = ("gaaf", "gaaf2", "gaaf3")
+AUX_MODULES = ("sem_pred_layers", "depth_pred_layers", "normals_pred_layers")
+SWIN_MODULES = ("transformer1", "transformer2", "transformer3")
+TRACE_MODULES = ("trace_back", "trace_back2", "trace_back3")
+CFM_MODULES = ("gaaf", "gaaf2", "gaaf3")
 _CFM_PARTS = {
     "cbam_sem": "value.0",
     "cbam_sem_norm": "value.1",
@@ -100,7 +100,7 @@ _CBAM_PARTS = (
     ("SpatialGate.spatial.bn.", "spatial.1."),
 )
 _SRM = {"0": "srm3", "1": "srm2", "2": "srm1"}
-_LOOSE = ("log_var_list", "skip_gate", "lambda_param", "alpha_param")
+LOOSE_SCALARS = ("log_var_list", "skip_gate", "lambda_param", "alpha_param")
 
 
 @dataclass
@@ -180,7 +180,7 @@ class _Mapper:
 
     def place(self, key: str) -> None:
         module, _, rest = key.partition(".")
-        if module in _LOOSE:
+        if module in LOOSE_SCALARS:
             return self.drop(key, "loose scalar, unused in forward")
         if module == "backbone":
             return self.drop(key, "dead ImageNet Swin-S, never called")
@@ -189,12 +189,12 @@ class _Mapper:
                 return self.map(key, "backbone." + rest)
             return self.drop(key, "Mask2Former class predictor / criterion, unused")
         for table, handler in (
-            (_SWIN, self._swin),
+            (SWIN_MODULES, self._swin),
             (_FPN[self.dataset], self._fpn),
-            (_CFM, self._cfm),
-            (_TRACE, self._trace),
+            (CFM_MODULES, self._cfm),
+            (TRACE_MODULES, self._trace),
             (_HEAD[self.dataset], self._head),
-            (_AUX, self._aux),
+            (AUX_MODULES, self._aux),
         ):
             if module in table:
                 task = self.tasks[table.index(module)]
@@ -352,47 +352,3 @@ def convert_release_state(state: Mapping[str, Tensor]) -> ReleaseConversion:
             f"mtcp_paper ({dataset}): {shown}{more}"
         )
     return mapper.out
-
-
-#: components of the release (key prefixes) and of mtcp_paper (parameter-name prefixes)
-COMPONENTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("Mask2Former backbone", ("backbon.",), ("backbone.",)),
-    ("task Swin decoders", _SWIN, ("decoders.*.stages", "decoders.*.norms")),
-    ("FPNs", ("fpn_",), ("decoders.*.fpn",)),
-    ("CFMs", _CFM, ("cfm.",)),
-    ("trace-backs (SRMs)", _TRACE, ("traceback.",)),
-    ("final heads", ("project_",), ("heads.",)),
-    ("deep-supervision heads", _AUX, ("aux_heads.",)),
-    ("loose scalars", _LOOSE, ()),
-)
-_BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "relative_position_index")
-
-
-def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(re.match(re.escape(p).replace(r"\*", r"[^.]+"), name) for p in prefixes)
-
-
-def component_parameters(
-    release_state: Mapping[str, Tensor],
-    conversion: ReleaseConversion,
-    model: torch.nn.Module,
-) -> list[tuple[str, int, int, int]]:
-    """``(component, release parameters, of which its forward uses, mtcp parameters)`` per
-    component of :data:`COMPONENTS`. Release parameters are the state-dict tensors that are not
-    buffers (running statistics, counters, index tables, the criterion's class weights); "used"
-    leaves out what the conversion drops."""
-    src = strip_wrappers(release_state)
-    dropped = {k for k, _ in conversion.dropped}
-    rows = []
-    for name, release_prefixes, mtcp_prefixes in COMPONENTS:
-        params = {
-            k: v.numel()
-            for k, v in src.items()
-            if k.startswith(release_prefixes)
-            and not k.endswith(_BUFFERS)
-            and not k.startswith("backbon.criterion.")
-        }
-        used = sum(n for k, n in params.items() if k not in dropped)
-        ours = sum(p.numel() for k, p in model.named_parameters() if _matches(k, mtcp_prefixes))
-        rows.append((name, sum(params.values()), used, ours))
-    return rows
