@@ -8,9 +8,10 @@ Two families of final heads (the model option ``release_heads``):
 - the released network's (``"nyud"`` / ``"pascal"``, :data:`RELEASE_HEADS`): semseg (and
   PASCAL's human parts) end with a bilinear x2 (NYUD) or x4 (PASCAL) upsample with
   ``align_corners=True`` after the last conv, resized to the image afterwards with
-  ``align_corners=False`` (two interpolations differ from one: 1.9e-2 in the logits with the same
-  weights); NYUD depth is :class:`ReleaseDepthHead`, without BatchNorm; normals and saliency
-  are :class:`FinalHead`. Needed to reproduce the release's outputs and to load its weights.
+  ``align_corners=False`` (two interpolations differ from one: issue 16 measured 1.9e-2 in the
+  logits with the same weights); NYUD depth is :class:`ReleaseDepthHead`, without BatchNorm;
+  normals and saliency are :class:`FinalHead`. Needed to reproduce the release's outputs and
+  to load its weights.
 """
 
 from __future__ import annotations
