@@ -57,3 +57,12 @@ def test_bad_outputs_and_checkpoints_are_refused(release_ckpt, tmp_path):
     with pytest.raises(MtcpError, match="refusing to load it"):
         convert_release(tmp_path / "pickle.pt", tmp_path / "o.safetensors")
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_checkpoint_missing_a_tensor_is_refused_with_its_mtcp_name(release_ckpt, tmp_path):
+    _, state = release_ckpt
+    partial = {k: v for k, v in state.items() if k != "trace_back3.spf_modules.1.b2.weight"}
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(MtcpError, match=r"missing key\(s\): traceback\.normals\.srm2\.refine\.1"):
+        convert_release(tmp_path / "partial.pth", tmp_path / "p.safetensors")
+    assert not (tmp_path / "p.safetensors").exists()

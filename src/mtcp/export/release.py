@@ -169,7 +169,13 @@ def convert_release(
     except MtcpError as err:
         raise MtcpError(f"{where}: {err}") from None
     model = create_model(PRESET, tasks=release_tasks(state))
-    load_state(model, conversion.state, where)
+    try:
+        load_state(model, conversion.state, where)
+    except MtcpError as err:  # names are mtcp's: point to the table that maps them back
+        raise MtcpError(
+            f"{err} (mtcp_paper names: the release tensors that map onto them, see "
+            "mtcp.models.release, are absent or of another shape)"
+        ) from None
     h, w = (int(s) for s in (size or RELEASE_SIZES[conversion.dataset]))
     intrinsics = tuple(nyud_intrinsics((h, w))) if conversion.dataset == "nyud" else None
     save_safetensors(model, out, size=(h, w), intrinsics=intrinsics)
