@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # typing only: importing the models here would slow `mtcp --help`
+    from mtcp.inference import Predictor
     from mtcp.models.base import DenseModel
 
 __version__ = "0.1.0"
@@ -30,7 +31,7 @@ def list_models(filter: str = "") -> list[str]:
     return _list_models(filter)
 
 
-def load(path: Any, **kwargs: Any) -> Any:
+def load(path: Any, **kwargs: Any) -> Predictor:
     """Load a trained model for inference; see :func:`mtcp.inference.load`."""
     from mtcp.inference import load as _load
 
