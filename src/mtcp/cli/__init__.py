@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "export",
     "experiment",
     "data_report",
+    "convert",  # mtcp convert-release
 )
 
 
