@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtcp.engine.config import load_config
-from mtcp.engine.trainer import train
+from mtcp.engine.training import train
 from mtcp.errors import MtcpError
 from mtcp.io import load_checkpoint, save_checkpoint
 

@@ -9,7 +9,8 @@ import lightning as L
 import torch
 
 from mtcp.engine.config import load_config
-from mtcp.engine.trainer import make_run_dir, train
+from mtcp.engine.run_dir import make_run_dir
+from mtcp.engine.training import train
 
 TASKS = ["semseg", "depth", "normals", "edge"]
 TINY = [

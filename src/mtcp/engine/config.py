@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +27,24 @@ from typing import Any, Union
 import yaml
 
 from mtcp.errors import MtcpError
+from mtcp.sizes import MIN_NETWORK_SIDE, parse_size
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that reads ``HxW`` as text (``0x64`` is a size, not hex 100)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _digit in "0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_digit, []).insert(
+        0, ("tag:yaml.org,2002:str", re.compile(r"^\d+\s*[xX]\s*\d+$"))
+    )
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass
@@ -51,8 +71,8 @@ class DataSection:
 
     source: str = "synthetic"
     tasks: list = field(default_factory=lambda: ["semseg", "depth", "normals", "edge"])
-    #: network input size [H, W] (pixels); also accepted as ``"HxW"``
-    size: list = field(default_factory=lambda: [96, 128])
+    #: network input size [H, W] (pixels); also ``"HxW"`` (:func:`mtcp.sizes.parse_size`)
+    size: list = field(default_factory=lambda: [96, 128], metadata={"size": MIN_NETWORK_SIDE})
     #: training augmentation recipe of :func:`mtcp.data.build.build_dataset` (None = resize only)
     recipe: str | None = None
     #: synthetic scenes only: how many scenes make the training set (validation carved from it)
@@ -164,7 +184,7 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
 
 def _parse_yaml(text: str, where: str) -> tuple[dict[str, Any], str]:
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
     except yaml.YAMLError as err:
         raise MtcpError(f"{where}: not valid YAML: {err}") from None
     if data is None:
@@ -210,10 +230,6 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
     elif annotation is list:
-        if isinstance(value, str) and "x" in value:  # "HxW" sizes
-            parts = value.lower().split("x")
-            if all(p.strip().isdigit() for p in parts):
-                return [int(p) for p in parts]
         if isinstance(value, (list, tuple)):
             return list(value)
     elif annotation is dict:
@@ -243,6 +259,10 @@ def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
             f"{_closest(key, list(fields), prefix=section + '.')}; "
             f"keys of {section}: {', '.join(fields)}"
         )
+    if "size" in fields[key].metadata:  # the one size rule
+        minimum = fields[key].metadata["size"]
+        setattr(target, key, list(parse_size(value, f"{where}: {section}.{key}", minimum)))
+        return
     annotation = typing.get_type_hints(type(target))[key]
     setattr(target, key, _check_type(value, annotation, f"{where}: {section}.{key}"))
 
@@ -262,7 +282,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if not sep or not dot or not section or not key:
         raise MtcpError(f"override {text!r}: expected section.key=value, e.g. trainer.max_epochs=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return section, key.strip(), value
@@ -294,32 +314,88 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+#: Lightning's precision names (``trainer.precision``), besides ``"auto"``
+PRECISIONS = (
+    "auto",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    "64",
+    "32",
+    "16",
+    "bf16",
+)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
 def validate(cfg: Config, where: str = "config") -> Config:
-    """Check values that types alone cannot (sizes, choices, ranges); returns ``cfg``."""
+    """Check values that types alone cannot (sizes, choices, ranges); returns ``cfg``.
+
+    Everything a run would refuse later (an optimizer argument, a weighting option, a device
+    count) is refused here, before any data is read or any folder is made.
+    """
+    from mtcp.losses import create_weighting
+    from mtcp.losses.task_losses import NORMALS_LOSSES
+    from mtcp.models.registry import list_models
     from mtcp.tasks import resolve_tasks
 
     def fail(msg: str) -> None:
         raise MtcpError(f"{where}: {msg}")
 
-    from mtcp.models.registry import list_models
+    def at_least(name: str, value: float, low: float, strict: bool = False) -> None:
+        ok = math.isfinite(value) and (value > low if strict else value >= low)
+        if not ok:
+            fail(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
 
     if cfg.model.name not in list_models():
         fail(
             f"unknown model preset model.name={cfg.model.name!r}"
             f"{_closest(cfg.model.name, list_models())}; presets: {', '.join(list_models())}"
         )
-    size = cfg.data.size
-    if len(size) != 2 or not all(isinstance(v, int) and v >= 16 for v in size):
-        fail(f"data.size must be [H, W] with both >= 16 pixels, got {size!r}")
-    resolve_tasks(cfg.data.tasks)
+    cfg.data.size = list(parse_size(cfg.data.size, f"{where}: data.size", MIN_NETWORK_SIDE))
+    tasks = resolve_tasks(cfg.data.tasks)
     if not 0.0 < cfg.data.val_fraction < 1.0:
         fail(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
     if cfg.data.batch_size < 1:
         fail(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.data.num_workers < 0:
+        fail(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    if cfg.data.synthetic_scenes < 2:
+        fail(f"data.synthetic_scenes must be >= 2, got {cfg.data.synthetic_scenes}")
+    at_least("optim.lr", cfg.optim.lr, 0.0, strict=True)
+    at_least("optim.weight_decay", cfg.optim.weight_decay, 0.0)
+    at_least("optim.power", cfg.optim.power, 0.0)
     if cfg.optim.schedule not in ("poly", "constant"):
         fail(f"optim.schedule must be 'poly' or 'constant', got {cfg.optim.schedule!r}")
+    at_least("loss.aux_weight", cfg.loss.aux_weight, 0.0)
+    if cfg.loss.normals_loss not in NORMALS_LOSSES:
+        fail(f"loss.normals_loss must be one of {NORMALS_LOSSES}, got {cfg.loss.normals_loss!r}")
+    try:  # unknown schemes, unknown options and out-of-range options
+        create_weighting(cfg.loss.weighting, tasks, **cfg.loss.weighting_options)
+    except (MtcpError, TypeError, ValueError) as err:
+        fail(f"loss.weighting={cfg.loss.weighting!r} with {cfg.loss.weighting_options}: {err}")
     if cfg.eval.protocol not in ("mtinet", "atrc"):
         fail(f"eval.protocol must be 'mtinet' or 'atrc', got {cfg.eval.protocol!r}")
-    if cfg.trainer.max_epochs < 1:
-        fail(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if cfg.eval.picture_samples < 0:
+        fail(f"eval.picture_samples must be >= 0, got {cfg.eval.picture_samples}")
+    t = cfg.trainer
+    for name in ("max_epochs", "num_nodes", "check_val_every_n_epoch", "log_every_n_steps"):
+        if getattr(t, name) < 1:
+            fail(f"trainer.{name} must be >= 1, got {getattr(t, name)}")
+    at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0.0)
+    if t.accelerator not in ACCELERATORS:
+        fail(f"trainer.accelerator must be one of {ACCELERATORS}, got {t.accelerator!r}")
+    if t.precision not in PRECISIONS:
+        fail(f"trainer.precision must be one of {', '.join(PRECISIONS)}; got {t.precision!r}")
+    devices_ok = (isinstance(t.devices, int) and t.devices >= 1) or (
+        isinstance(t.devices, str)
+        and (t.devices == "auto" or re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*,?", t.devices))
+    )
+    if not devices_ok:
+        fail(f"trainer.devices must be >= 1, 'auto' or device ids like '0,1'; got {t.devices!r}")
     return cfg
