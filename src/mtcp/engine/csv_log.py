@@ -8,6 +8,11 @@ resume it first reads back the rows the interrupted run logged before the checkp
 step (``step < resume_step``): rows of a partly trained epoch after the checkpoint are dropped,
 because the resumed run trains that epoch again and logs them anew. The resumed file then holds
 the same rows as the file of an uninterrupted run.
+
+The file is written at Lightning's flushes and at the start of every training epoch
+(:class:`FlushLogsEachEpoch`), i.e. right after the rows of the previous epoch were logged; so
+after a kill, the file holds every row before the step of ``last.ckpt``, unless the kill fell
+between the checkpoint's save and the start of the next epoch (the epoch-end bookkeeping).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import yaml
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
@@ -95,3 +101,11 @@ class RunCSVLogger(CSVLogger):
         if self._experiment is None:
             self._experiment = AtomicMetricsWriter(self.log_dir, self._resume_step)
         return self._experiment
+
+
+class FlushLogsEachEpoch(L.Callback):
+    """Writes every logger's pending rows at the start of each training epoch."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()

@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from mtcp.engine.checkpoint import AtomicCheckpointIO
 from mtcp.engine.config import Config
-from mtcp.engine.csv_log import RunCSVLogger
+from mtcp.engine.csv_log import FlushLogsEachEpoch, RunCSVLogger
 from mtcp.engine.module import monitor_of
 from mtcp.errors import MtcpError
 
@@ -128,7 +128,7 @@ def build_trainer(
             TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
             RunCSVLogger(run_dir, resume_step=resume_step),
         ],
-        callbacks=[*checkpoints, LearningRateMonitor("epoch"), *callbacks],
+        callbacks=[*checkpoints, LearningRateMonitor("epoch"), FlushLogsEachEpoch(), *callbacks],
     )
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
