@@ -201,6 +201,7 @@ def _assert_same_run(full: Path, resumed: Path) -> None:
     ma = json.loads((full / "metrics.json").read_text())
     mb = json.loads((resumed / "metrics.json").read_text())
     assert mb["before"] and mb["before"].keys() == ma["before"].keys()
+
     def numbers(values):
         return {k: math.nan if v is None else v for k, v in values.items()}
 
