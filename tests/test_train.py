@@ -6,6 +6,7 @@ import copy
 import csv
 
 import lightning as L
+import pytest
 import torch
 
 from mtcp.engine.config import load_config
@@ -86,3 +87,90 @@ def test_few_steps_lower_every_task_loss(tmp_path):
     assert set(result.before) >= set(TASKS) and set(result.after) >= set(TASKS)
     # a second run never overwrites the first
     assert make_run_dir(cfg).name == "version_1"
+
+
+# --- runs that must stop, or never start, with a clear error -------------------------------
+
+
+class PoisonImage(L.Callback):
+    """Makes the first image of epoch 1's first batch NaN (BatchNorm statistics go NaN)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 0:
+            batch["image"][0] = float("nan")
+
+
+def test_a_model_made_nonfinite_by_a_skipped_step_stops_the_run(tmp_path):
+    from mtcp.engine.checkpoint import nonfinite_tensors
+    from mtcp.errors import MtcpError
+    from mtcp.io import load_checkpoint
+
+    cfg = load_config(
+        None,
+        [
+            *TINY,
+            "trainer.max_epochs=3",
+            "loss.weighting_options={on_nonfinite: skip}",
+            f"run.root={tmp_path}",
+        ],
+    )
+    with pytest.raises(MtcpError, match=r"model became non-finite at step 2 .*on_nonfinite=skip"):
+        train(cfg, evaluate_before=False, callbacks=[PoisonImage()])
+    checkpoints = tmp_path / "synthetic_tiny" / "version_0" / "checkpoints"
+    for name in ("last.ckpt", "best.ckpt"):  # epoch 0's, finite; epoch 1's never written
+        ckpt = load_checkpoint(checkpoints / name)
+        assert ckpt["epoch"] == 0 and not nonfinite_tensors(ckpt["state_dict"]), name
+
+
+class FailAtSetup(L.Callback):
+    def setup(self, trainer, module, stage):
+        raise RuntimeError("planted failure before training")
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    cfg = load_config(None, [*TINY, "trainer.max_epochs=1", f"run.root={tmp_path}"])
+    with pytest.raises(RuntimeError, match="planted failure"):
+        train(cfg, callbacks=[FailAtSetup()])
+    assert not list((tmp_path / "synthetic_tiny").glob("version_*"))
+
+
+def test_pretrained_weights_offline_fail_at_once_with_the_way_out(tmp_path, monkeypatch, capsys):
+    import time
+
+    import huggingface_hub.constants
+
+    from mtcp.cli import main
+    from mtcp.engine import pretrained
+
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    start = time.monotonic()
+    code = main(["train", *TINY, "model.pretrained=true", f"run.root={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "pretrained weights of mtcp_tiny could not be fetched" in err
+    assert "model.pretrained=false to train from scratch" in err and "Traceback" not in err
+    assert time.monotonic() - start < 45  # no minute of Hub retries
+    assert not list((tmp_path / "synthetic_tiny").glob("version_*"))
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # restored
+
+
+def test_out_of_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    import mtcp.io
+    from mtcp.cli import main
+
+    def full_disk(path, mode="r", *args, **kwargs):  # checkpoints go to a full device
+        if ".ckpt." in str(path) and "w" in mode:
+            return builtins.open("/dev/full", mode, *args, **kwargs)
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(mtcp.io, "open", full_disk, raising=False)
+    code = main(["train", *TINY, "trainer.max_epochs=1", f"run.root={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("mtcp train")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "no space left on device while writing" in lines[0] and ".ckpt" in lines[0]
+    assert "intact" in lines[0]
