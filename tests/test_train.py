@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 
 import lightning as L
 import pytest
@@ -85,6 +86,8 @@ def test_few_steps_lower_every_task_loss(tmp_path):
     assert len(rows) == 3  # one LPS update per epoch
     assert abs(sum(float(rows[-1][f"w/{t}"]) for t in TASKS) - len(TASKS)) < 1e-6
     assert set(result.before) >= set(TASKS) and set(result.after) >= set(TASKS)
+    summary = json.loads((run / "metrics.json").read_text())["weight_warnings"]
+    assert summary == result.weight_warnings and all("task '" in w for w in summary)
     # a second run never overwrites the first
     assert make_run_dir(cfg).name == "version_1"
 
@@ -174,3 +177,47 @@ def test_out_of_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch
     assert len(lines) == 1 and "Traceback" not in err
     assert "no space left on device while writing" in lines[0] and ".ckpt" in lines[0]
     assert "intact" in lines[0]
+
+
+# --- loss-weighting warnings ------------------------------------------------------------------
+
+
+def _history(weights):
+    tasks = list(weights)
+    n = len(next(iter(weights.values())))
+    return [{"window": k, "epoch": k + 1, "w": {t: weights[t][k] for t in tasks}} for k in range(n)]
+
+
+def test_weight_watch_names_a_pinned_and_an_oscillating_task(caplog):
+    from types import SimpleNamespace
+
+    from mtcp.engine.weight_watch import WeightWatch, weight_warnings
+
+    planted = {
+        "semseg": [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.8, 0.9],  # 6 windows at w_min
+        "depth": [1.0, 1.6, 0.9, 1.7, 0.8, 1.6, 1.6, 1.6, 1.6],  # 4 changes of direction
+        "normals": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8],  # steady
+        "edge": [1.0, 1.2, 1.8, 0.9, 1.0, 1.1, 1.4, 0.5, 0.2],  # 2 changes of direction
+    }
+    found = weight_warnings(_history(planted), w_min=0.1, w_max=3.0, bound_windows=6, flips=4)
+    assert {(w.task, w.kind) for w in found} == {("semseg", "at_min"), ("depth", "oscillating")}
+    pinned = next(w for w in found if w.task == "semseg")
+    assert (pinned.count, pinned.first_epoch, pinned.last_epoch) == (6, 2, 7)
+    assert "task 'semseg' stayed at the lower bound w_min=0.1 for 6 windows" in str(pinned)
+    swinging = next(w for w in found if w.task == "depth")
+    assert swinging.count == 4 and "'depth' oscillates" in str(swinging)
+    # one window fewer at the bound, or one flip fewer, is no finding
+    planted["semseg"][6] = 0.5
+    planted["depth"][1] = 1.0
+    found = weight_warnings(_history(planted), w_min=0.1, w_max=3.0, bound_windows=6, flips=4)
+    assert found == []
+
+    planted["semseg"][6] = 0.1
+    planted["depth"][1] = 1.6
+    watch = WeightWatch()
+    scheme = SimpleNamespace(history=_history(planted), w_min=0.1, w_max=3.0)
+    with caplog.at_level("WARNING", logger="mtcp.engine.weight_watch"):
+        watch.check(scheme)
+        watch.check(scheme)  # logged once, when first found
+    assert [r.getMessage() for r in caplog.records] == [str(w) for w in watch.warnings]
+    assert any("'semseg'" in r.getMessage() for r in caplog.records)

@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             "of an untrained model have no boundaries at all: boundary_F undefined (nan), "
             "counted in boundary_n_undefined)"
         )
+    if result.weight_warnings:
+        lines += ["\nLoss weighting warnings:", *(f"  {w}" for w in result.weight_warnings)]
     lines += [
         f"\nTrained {cfg.model.name} on {cfg.data.source} in {minutes:.1f} min.",
         f"  checkpoints: {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)",

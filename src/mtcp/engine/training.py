@@ -10,7 +10,7 @@ Run folder (see :mod:`mtcp.engine.run_dir` for its name):
 ``csv/metrics.csv``        the same scalars as CSV (:mod:`mtcp.engine.csv_log`)
 ``loss_weights.{csv,png}`` weighting history (LPS weights) — :mod:`mtcp.engine.callbacks`
 ``predictions.png``        a few validation images with predictions and targets
-``metrics.json``           validation metrics before and after training
+``metrics.json``           validation metrics before and after training, weighting warnings
 =========================  ==================================================================
 
 Order of a run: configuration, data, model (and pretrained weights) and, for a resume, the
@@ -41,6 +41,7 @@ from mtcp.engine.module import MtcpModule
 from mtcp.engine.pretrained import pretrained_weights
 from mtcp.engine.resume import ResumePoint, check_resume
 from mtcp.engine.run_dir import RUN_DIR_ENV, is_main_process, make_run_dir, remove_failed_start
+from mtcp.engine.weight_watch import WeightWatch
 from mtcp.io import atomic_write_text, remove_stale_temporaries, write_json
 
 
@@ -56,6 +57,8 @@ class TrainResult:
     #: the MtcpModule, holding the weights of ``best_checkpoint`` (those evaluated as "after")
     module: Any
     trainer: L.Trainer
+    #: end-of-run summary of the loss weighting (:mod:`mtcp.engine.weight_watch`), in words
+    weight_warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def build_datamodule(cfg: Config) -> MtcpDataModule:
@@ -170,7 +173,8 @@ def _run(
             remove_stale_temporaries(folder)
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     picture_batch = sample_batch(datamodule, cfg.eval.picture_samples)
-    reports = [LossWeightsReport(run_dir), PredictionPicture(run_dir, picture_batch)]
+    watch = WeightWatch()
+    reports = [LossWeightsReport(run_dir), PredictionPicture(run_dir, picture_batch), watch]
     trainer = build_trainer(
         cfg,
         run_dir,
@@ -196,8 +200,14 @@ def _run(
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
         after = module.last_results
     before = module.before_results
+    weight_warnings = [str(w) for w in watch.warnings]
     if trainer.is_global_zero:
-        payload = {"before": before, "after": after, "best_checkpoint": str(best)}
+        payload = {
+            "before": before,
+            "after": after,
+            "best_checkpoint": str(best),
+            "weight_warnings": weight_warnings,
+        }
         write_json(run_dir / "metrics.json", payload)
     return TrainResult(
         run_dir=run_dir,
@@ -207,4 +217,5 @@ def _run(
         after=after,
         module=module,
         trainer=trainer,
+        weight_warnings=weight_warnings,
     )
