@@ -48,6 +48,9 @@ def test_overrides_are_typed_and_round_trip(tmp_path):
     path.write_text("trainer:\n  max_epochs: 7\n")
     assert load_config(path, ["trainer.seed=3"]).trainer.max_epochs == 7
     assert Config().trainer.max_epochs == 100  # defaults untouched
+    # dotted overrides reach into mapping values; later ones win
+    cfg = load_config(None, ["model.options={cfm: false}", "model.options.deep_supervision=true"])
+    assert cfg.model.options == {"cfm": False, "deep_supervision": True}
 
 
 @pytest.mark.parametrize(
