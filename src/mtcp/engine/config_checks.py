@@ -13,7 +13,11 @@ import re
 from typing import TYPE_CHECKING
 
 from mtcp.errors import MtcpError
+from mtcp.losses import create_weighting
+from mtcp.losses.task_losses import NORMALS_LOSSES
+from mtcp.models.registry import list_models
 from mtcp.sizes import MIN_NETWORK_SIDE, parse_size
+from mtcp.tasks import resolve_tasks
 
 if TYPE_CHECKING:
     from mtcp.engine.config import Config
@@ -50,10 +54,6 @@ def validate(cfg: Config, where: str = "config") -> Config:
     Everything a run would refuse later (an optimizer argument, a weighting option, a device
     count) is refused here, before any data is read or any folder is made.
     """
-    from mtcp.losses import create_weighting
-    from mtcp.losses.task_losses import NORMALS_LOSSES
-    from mtcp.models.registry import list_models
-    from mtcp.tasks import resolve_tasks
 
     def fail(msg: str) -> None:
         raise MtcpError(f"{where}: {msg}")

@@ -37,6 +37,9 @@ import torch
 from mtcp.engine.checkpoint import nonfinite_tensors
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
+from mtcp.losses import MultiTaskLoss, create_weighting
+from mtcp.metrics import build_metrics, delta_m
+from mtcp.models.registry import create_model
 from mtcp.tasks import get_task
 
 CHECKPOINT_KEY = "mtcp"
@@ -117,10 +120,6 @@ class MtcpModule(L.LightningModule):
         intrinsics: list[float] | None = None,
     ) -> None:
         super().__init__()
-        from mtcp.losses import MultiTaskLoss, create_weighting
-        from mtcp.metrics import build_metrics
-        from mtcp.models.registry import create_model
-
         self.cfg = config if isinstance(config, Config) else config_from_dict(dict(config))
         self.tasks = dict(tasks)
         self.references = dict(references) if references else None
@@ -238,8 +237,6 @@ class MtcpModule(L.LightningModule):
         }
         flat["val/gm_error"] = gm_error(results, list(self.tasks))
         if self.references:
-            from mtcp.metrics import delta_m
-
             flat["val/delta_m"] = delta_m(results, self.references, tasks=list(self.tasks))
         self.log_dict(flat, prog_bar=False)
 
@@ -262,7 +259,7 @@ class MtcpModule(L.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from mtcp import __version__
+        from mtcp import __version__  # the package root imports the API built on this layer
 
         checkpoint[CHECKPOINT_KEY] = {
             "version": __version__,

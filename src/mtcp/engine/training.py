@@ -43,6 +43,7 @@ from mtcp.engine.resume import ResumePoint, check_resume
 from mtcp.engine.run_dir import RUN_DIR_ENV, is_main_process, make_run_dir, remove_failed_start
 from mtcp.engine.weight_watch import WeightWatch
 from mtcp.io import atomic_write_text, remove_stale_temporaries, write_json
+from mtcp.metrics import load_references
 
 
 @dataclasses.dataclass
@@ -93,8 +94,6 @@ def build_module(cfg: Config, datamodule: Any) -> MtcpModule:
     """The :class:`MtcpModule` of ``cfg`` for the tasks and camera of ``datamodule``."""
     references = None
     if cfg.eval.references:
-        from mtcp.metrics import load_references
-
         references = load_references(cfg.eval.references)
     camera = sample_batch(datamodule, 1)["intrinsics"][0]
     intrinsics = camera.tolist() if bool(torch.isfinite(camera).all()) else None
