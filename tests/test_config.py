@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -81,6 +82,8 @@ def test_cli_print_config_and_errors(capsys):
     assert "did you mean 'trainer.max_epochs'" in capsys.readouterr().err
     assert main(["train", "nyud_bas"]) == 2
     assert "did you mean 'nyud_base'" in capsys.readouterr().err
+    assert main(["train", "--print-config", str(Path(__file__).parent)]) == 2  # a folder
+    assert "is a folder, not a YAML file" in capsys.readouterr().err
     assert main(["train", "model.name=mtcp_huge"]) == 2
     assert "unknown model preset" in capsys.readouterr().err
 

@@ -186,6 +186,11 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
             f"config {source!r} is neither a file nor a packaged config{hint}; "
             f"packaged configs: {', '.join(packaged_configs())}"
         )
+    if path.is_dir():
+        raise MtcpError(
+            f"config {source!r} is a folder, not a YAML file; to continue the run in it, "
+            f"give it to --resume: mtcp train --resume {source}"
+        )
     return _parse_yaml(path.read_text(), str(path))
 
 
