@@ -221,3 +221,27 @@ def test_weight_watch_names_a_pinned_and_an_oscillating_task(caplog):
         watch.check(scheme)  # logged once, when first found
     assert [r.getMessage() for r in caplog.records] == [str(w) for w in watch.warnings]
     assert any("'semseg'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_new_run_removes_old_checkpoint_temporaries_of_killed_runs(tmp_path):
+    import os
+    import time
+
+    from mtcp.engine.run_dir import STALE_AFTER_S, clean_temporaries
+
+    base = tmp_path / "synthetic_tiny"
+    (base / "version_0" / "checkpoints").mkdir(parents=True)
+    old = base / "version_0" / "checkpoints" / ".last.ckpt.ab12cd.tmp"
+    young = base / "version_0" / "checkpoints" / ".best.ckpt.ef34gh.tmp"  # a run still saving
+    keep = base / "version_0" / "checkpoints" / "last.ckpt"
+    for path in (old, young, keep):
+        path.write_bytes(b"x")
+    past = time.time() - STALE_AFTER_S - 60
+    os.utime(old, (past, past))
+    os.utime(keep, (past, past))
+    own = base / "version_1"
+    (own / "checkpoints").mkdir(parents=True)
+    (own / "checkpoints" / ".last.ckpt.zz99.tmp").write_bytes(b"x")  # this run's own folder
+    removed = clean_temporaries(own)
+    assert sorted(p.name for p in removed) == [".last.ckpt.ab12cd.tmp", ".last.ckpt.zz99.tmp"]
+    assert young.exists() and keep.exists() and not old.exists()

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from mtcp.engine.config import Config
+from mtcp.io import TEMP_SUFFIX, remove_stale_temporaries
 
 RUN_DIR_ENV = "MTCP_RUN_DIR"
+
+#: a temporary file not written to for this long has no writer left (a save rewrites its
+#: temporary continuously until the rename)
+STALE_AFTER_S = 15 * 60
 
 
 def is_main_process() -> bool:
@@ -74,3 +80,27 @@ def remove_failed_start(run_dir: Path) -> None:
     """
     if is_main_process() and run_dir.name.startswith("version_"):
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def clean_temporaries(run_dir: Path) -> list[Path]:
+    """Remove what killed runs left: temporaries in ``run_dir`` (the folder this run owns) and
+    checkpoint temporaries older than :data:`STALE_AFTER_S` in the other runs of the same name
+    (younger ones may belong to a run still saving). Process 0 only; returns what was removed.
+    """
+    if not is_main_process():
+        return []
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "csv"):
+        removed += remove_stale_temporaries(folder)
+    now = time.time()
+    for other in run_dir.parent.glob("*/checkpoints"):
+        if other.parent == run_dir:
+            continue
+        for tmp in other.glob(f".*.ckpt.*{TEMP_SUFFIX}"):
+            try:
+                if now - tmp.stat().st_mtime > STALE_AFTER_S:
+                    tmp.unlink()
+                    removed.append(tmp)
+            except FileNotFoundError:  # removed meanwhile by its own run
+                pass
+    return removed

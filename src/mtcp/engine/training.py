@@ -17,8 +17,10 @@ Order of a run: configuration, data, model (and pretrained weights) and, for a r
 checkpoint (:func:`mtcp.engine.resume.check_resume`) are all checked before anything is written;
 a new run folder is made only then, and removed again if the run fails before training starts.
 Temporary files a killed run left in the folder (``.last.ckpt.*.tmp`` …) are removed when the
-next run starts there. Checkpoints hold the random states of process 0, so a resumed run
-continues exactly where the interrupted one stopped.
+next run starts there, and old checkpoint temporaries of the other runs of the same name when
+any run of that name starts (:func:`mtcp.engine.run_dir.clean_temporaries`). Checkpoints hold
+the random states of process 0, so a resumed run continues exactly where the interrupted one
+stopped.
 """
 
 from __future__ import annotations
@@ -40,9 +42,15 @@ from mtcp.engine.lightning_trainer import best_checkpoint_callback, build_traine
 from mtcp.engine.module import MtcpModule
 from mtcp.engine.pretrained import pretrained_weights
 from mtcp.engine.resume import ResumePoint, check_resume
-from mtcp.engine.run_dir import RUN_DIR_ENV, is_main_process, make_run_dir, remove_failed_start
+from mtcp.engine.run_dir import (
+    RUN_DIR_ENV,
+    clean_temporaries,
+    is_main_process,
+    make_run_dir,
+    remove_failed_start,
+)
 from mtcp.engine.weight_watch import WeightWatch
-from mtcp.io import atomic_write_text, remove_stale_temporaries, write_json
+from mtcp.io import atomic_write_text, write_json
 from mtcp.metrics import load_references
 
 
@@ -167,9 +175,8 @@ def _run(
 ) -> TrainResult:
     if world_size(cfg) > 1 and is_main_process():
         os.environ[RUN_DIR_ENV] = str(run_dir)  # the processes Lightning starts inherit it
+    clean_temporaries(run_dir)
     if is_main_process():
-        for folder in (run_dir, run_dir / "checkpoints", run_dir / "csv"):
-            remove_stale_temporaries(folder)
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     picture_batch = sample_batch(datamodule, cfg.eval.picture_samples)
     watch = WeightWatch()
