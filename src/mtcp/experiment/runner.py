@@ -205,7 +205,7 @@ def run_one(
     Checkpoints and logs are written to a temporary folder inside ``work_dir`` (default: the
     system's), deleted at the end. Returns the JSON-ready result.
     """
-    from mtcp.engine.trainer import train
+    from mtcp.engine.training import train  # engine: trainer.py split (was engine.trainer)
 
     start = time.perf_counter()
     env = environment()
