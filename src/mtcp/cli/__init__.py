@@ -14,7 +14,16 @@ import sys
 from mtcp.errors import MtcpError
 
 #: Subcommand name → module under ``mtcp.cli``; a module that is missing is skipped.
-SUBCOMMANDS = ("train", "evaluate", "predict", "synth", "benchmark", "export", "experiment")
+SUBCOMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "synth",
+    "benchmark",
+    "export",
+    "experiment",
+    "review",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
