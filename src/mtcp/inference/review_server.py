@@ -39,20 +39,11 @@ def _require() -> None:
 
 
 def normals_key_png(size: int = 96) -> bytes:
-    """PNG of a half sphere seen from the camera, coloured as the normals maps are."""
-    import numpy as np
-
+    """PNG of the normals colour key (:func:`mtcp.viz.normals_key`)."""
     from mtcp.io import png_bytes
-    from mtcp.viz import colorize_normals
+    from mtcp.viz import normals_key
 
-    v, u = np.mgrid[0:size, 0:size].astype(np.float32)
-    x, y = (u + 0.5) / size * 2 - 1, (v + 0.5) / size * 2 - 1
-    r2 = x**2 + y**2
-    inside = r2 < 1
-    n = np.stack([x, y, -np.sqrt(np.clip(1 - r2, 0, 1))], -1) * inside[..., None]
-    rgb = colorize_normals(n)
-    rgb[~inside] = 255
-    return png_bytes(rgb)
+    return png_bytes(normals_key(size))
 
 
 def create_app(pred_dir: str | Path) -> Any:
