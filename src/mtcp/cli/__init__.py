@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "experiment",
     "data_report",
     "convert",  # mtcp convert-release
+    "review",
 )
 
 
