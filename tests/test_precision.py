@@ -141,7 +141,7 @@ def test_capability_detection_reads_torch_then_cpuinfo(monkeypatch):
 
 
 def test_bad_precisions_are_clear_errors(checkpoint):
-    with pytest.raises(MtcpError, match="unknown precision 'fp16'.*fp32, bf16, int8"):
+    with pytest.raises(MtcpError, match=r"unknown precision 'fp16'.*fp32, bf16, int8"):
         mtcp.load(checkpoint, precision="fp16")
     with pytest.raises(MtcpError, match="--quantize int8"):
         mtcp.load(checkpoint, precision="int8")
