@@ -54,7 +54,7 @@ def calibration_images(
 
     Args:
         source: ``"synthetic"`` (scenes of the synthetic training pool, rendered at ``size``) or
-            a dataset folder (its train split, each image resized to ``size``).
+            a dataset folder (its whole train split, each image resized to ``size``).
         size: network input ``(H, W)``.
         tasks: the model's tasks (which labels the dataset reads).
         n: number of images, spread evenly over the split.
@@ -69,7 +69,7 @@ def calibration_images(
     synthetic = str(source) == "synthetic"
     dataset = build_dataset(
         source,
-        "train",
+        "train_full",  # the whole training split (validation part included)
         tasks,
         recipe=None,
         size=(h, w) if synthetic else None,
