@@ -270,6 +270,7 @@ def format_precision_table(results: Sequence[Mapping[str, Any]]) -> str:
         "precision",
         "ms/img",
         "× fp32 time",
+        "CPU-s/img",
         "peak GiB",
         "× fp32 peak",
         "semseg argmax agree",
@@ -281,7 +282,7 @@ def format_precision_table(results: Sequence[Mapping[str, Any]]) -> str:
         c = r["case"]
         size = "x".join(map(str, c["size"]))
         if "error" in r:
-            rows.append([c["model"], size, c["precision"], f"failed: {r['error']}"] + [""] * 6)
+            rows.append([c["model"], size, c["precision"], f"failed: {r['error']}"] + [""] * 7)
             continue
         ref = fp32.get(c["model"])
         agree = r.get("agreement", {})
@@ -297,6 +298,7 @@ def format_precision_table(results: Sequence[Mapping[str, Any]]) -> str:
                 label,
                 _fmt(r["ms_per_image"]),
                 _fmt(r["ms_per_image"] / ref["ms_per_image"], 2) if ref else "–",
+                _fmt(r["cpu_s"], 2),
                 _fmt(r["peak_gib"], 2),
                 _fmt(r["peak_gib"] / ref["peak_gib"], 2) if ref else "–",
                 _fmt(100 * agree["semseg_argmax"], 2) + " %" if "semseg_argmax" in agree else "–",
