@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
         )
         print(f"\n{name} done after {time.monotonic() - start:.0f} s", flush=True)
-    print("\n" + format_precision_table(results), flush=True)
+    if results:
+        print("\n" + format_precision_table(results), flush=True)
     report = {"machine": machine, "results": results}
     if args.checkpoint:
         metrics = precision_metrics(args.checkpoint, args.precisions, scenes=args.scenes)
