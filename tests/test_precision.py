@@ -15,7 +15,6 @@ from mtcp.cli import main
 from mtcp.errors import MtcpError
 from mtcp.inference import precision as prec
 from mtcp.io import save_checkpoint
-from mtcp.models.heads import FinalHead
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1}
 SIZE = (64, 96)
@@ -97,7 +96,7 @@ def test_bf16_keeps_norms_heads_and_outputs_in_fp32(checkpoint, native_bf16):
         if isinstance(module, prec.FP32_MODULES):
             assert all(p.dtype == torch.float32 for p in module.parameters())
             module.register_forward_hook(lambda m, a, o: seen["norm_in"].add(a[0].dtype))
-        if isinstance(module, FinalHead):
+        if any(module is head for head in model.heads.values()):
             assert all(p.dtype == torch.float32 for p in module.parameters())
             module.register_forward_hook(lambda m, a, o: seen["head_out"].add(o.dtype))
     stem = model.backbone.body.stem_0

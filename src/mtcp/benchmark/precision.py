@@ -230,7 +230,7 @@ def precision_metrics(
     from mtcp.export import OnnxModel
     from mtcp.export.quantize import calibration_images, export_int8, training_source
     from mtcp.inference import Predictor, load_checkpoint_model
-    from mtcp.metrics import build_metrics
+    from mtcp.metrics import build_metrics, to_floats
 
     _, tasks, meta = load_checkpoint_model(checkpoint)
     size = tuple(meta["config"]["data"]["size"])
@@ -251,7 +251,7 @@ def precision_metrics(
                 with torch.inference_mode(), prec.autocast(predictor.precision):
                     out = predictor.model(batch["image"])
                 metrics.update({t: out[t].float() for t in tasks}, batch)
-            results[precision] = metrics.compute()
+            results[precision] = to_floats(metrics.compute())
     return results
 
 

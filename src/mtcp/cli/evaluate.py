@@ -65,7 +65,7 @@ def evaluate(
     from mtcp.engine.config import config_from_dict
     from mtcp.inference import load_checkpoint_model
     from mtcp.inference import precision as prec
-    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references
+    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
 
     model, tasks, meta = load_checkpoint_model(checkpoint, trust=trust)
     precision = prec.resolve_precision(precision, "cpu")  # precision hook (issue 18)
@@ -113,7 +113,7 @@ def evaluate(
             if targets is not None:
                 targets.update({}, batch)
             n_images += image.shape[0]
-    results = metrics.compute()
+    results = to_floats(metrics.compute())
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model": meta["model"].get("name"),
@@ -125,7 +125,7 @@ def evaluate(
         "seconds": round(time.monotonic() - start, 2),
         "metrics": results,
         "details": metrics.details(),
-        "targets": targets.compute() if targets is not None else {},
+        "targets": to_floats(targets.compute()) if targets is not None else {},
     }
     if references:
         refs = load_references(references)

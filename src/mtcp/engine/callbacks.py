@@ -26,7 +26,9 @@ import torch
 from mtcp import viz
 from mtcp.engine.module import is_count
 from mtcp.io import atomic_write_bytes, atomic_write_text
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
+from mtcp.metrics import MultiTaskMetrics
+from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
+from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, TASKS, get_task
 
 # --- loss weights ----------------------------------------------------------------------------
 
@@ -253,8 +255,6 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def _spec(group: str) -> Any:
-    from mtcp.tasks import TASKS
-
     return TASKS.get(group)
 
 
@@ -264,9 +264,6 @@ def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
     ``update(outputs, batch)`` ignores ``outputs``; ``compute()`` gives ``{"coherence": ...}``
     with the same keys as the validation metrics.
     """
-    from mtcp.metrics import MultiTaskMetrics
-    from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
-
     extra: dict[str, Any] = {}
     if "depth" in tasks and "normals" in tasks:
         extra["depth_normal"] = DepthNormalCoherence(from_targets=True)
@@ -277,9 +274,11 @@ def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
 
 def target_coherence(batches: Any, tasks: Mapping[str, int]) -> dict[str, dict[str, float]]:
     """Coherence of the targets of ``batches`` (``{}`` when the tasks have none)."""
+    from mtcp.metrics import to_floats
+
     metrics = target_coherence_metrics(tasks)
     if metrics is None:
         return {}
     for batch in batches:
         metrics.update({}, batch)
-    return metrics.compute()
+    return to_floats(metrics.compute())

@@ -105,7 +105,7 @@ def evaluate(
     Returns ``{task: {metric: value}, "coherence": {...}}`` (MTI-Net protocol, counters
     included) — for several single-task models, coherence compares their combined maps.
     """
-    from mtcp.metrics import build_metrics
+    from mtcp.metrics import build_metrics, to_floats
 
     metrics = build_metrics(dict(tasks), "mtinet", dataset="nyud")
     for model in models:
@@ -117,7 +117,7 @@ def evaluate(
             out = model(batch["image"].to(device))
             outputs.update({t: out[t].float().cpu() for t in model.tasks})
         metrics.update(outputs, batch)
-    return metrics.compute()
+    return to_floats(metrics.compute())
 
 
 def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -130,8 +130,8 @@ def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         depth_normal.update({}, batch)
         boundary.update({}, batch)
     return {
-        "depth_normal_mean": depth_normal.compute()["mean"],
-        "boundary_F": boundary.compute()["F"],
+        "depth_normal_mean": float(depth_normal.compute()["mean"]),
+        "boundary_F": float(boundary.compute()["F"]),
     }
 
 
@@ -205,7 +205,7 @@ def run_one(
     Checkpoints and logs are written to a temporary folder inside ``work_dir`` (default: the
     system's), deleted at the end. Returns the JSON-ready result.
     """
-    from mtcp.engine.trainer import train
+    from mtcp.engine.training import train  # engine: trainer.py split (was engine.trainer)
 
     start = time.perf_counter()
     env = environment()

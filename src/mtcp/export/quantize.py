@@ -75,6 +75,7 @@ def calibration_images(
         size=(h, w) if synthetic else None,
         seed=seed,
         n=n if synthetic else None,
+        check_labels=False,  # only the images are read
     )
     if len(dataset) == 0:
         raise MtcpError(f"{source}: no training images to calibrate the int8 quantization on")

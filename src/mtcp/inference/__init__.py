@@ -194,19 +194,10 @@ def _build(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: st
     config.pop("tasks", None)
     tasks = resolve_tasks(dict(meta["tasks"]))
     model = create_model(name, tasks=tasks, **config)
-    try:
-        missing, unexpected = model.load_state_dict(dict(state), strict=False)
-    except RuntimeError as err:  # tensor shapes differ
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise MtcpError(
-            f"{where}: weights do not fit model {name!r} as this mtcp version builds it "
-            f"({first[0].strip()})"
-        ) from None
-    if missing or unexpected:
-        raise MtcpError(
-            f"{where}: weights do not fit model {name!r} (missing {list(missing)[:5]}, "
-            f"unexpected {list(unexpected)[:5]})"
-        )
+    # models-branch hook: the one weight loader (strictness, transformers 4/5 Swin names)
+    from mtcp.models.weights import load_state
+
+    load_state(model, state, where)
     return model, tasks
 
 

@@ -19,9 +19,9 @@ matrix products — runs in bf16 with fp32 accumulation inside oneDNN):
 
 * normalisations (LayerNorm, BatchNorm, GroupNorm): inputs cast to fp32, weights kept fp32, so
   the statistics and the normalised output are fp32 (:data:`FP32_MODULES`);
-* every task's output head (:class:`mtcp.models.heads.FinalHead`) runs with autocast off on
-  fp32 weights and inputs, so depth (metres), normals and logits leave the network in fp32 and
-  are resized in fp32;
+* every task's output head (``model.heads``: :class:`mtcp.models.heads.FinalHead` or the
+  release's heads) runs with autocast off on fp32 weights and inputs, so depth (metres),
+  normals and logits leave the network in fp32 and are resized in fp32;
 * softmax statistics of the CFM and Swin attention: PyTorch's CPU and CUDA softmax kernels
   compute the row maximum and the sum of exponentials of bf16 logits in fp32 (``opmath``) and
   round only the probabilities to bf16 (see :func:`mtcp.models.attention.coherence_attention`,
@@ -151,9 +151,10 @@ class _Fp32Region:
 
 
 def _fp32_heads(model: nn.Module) -> list[nn.Module]:
-    from mtcp.models.heads import FinalHead  # lazy: keeps `import mtcp.inference` free of timm
-
-    return [m for m in model.modules() if isinstance(m, FinalHead)]
+    """Every task's output head: the values of ``model.heads`` (mtcp's models and baselines
+    keep them there, whichever head family, see :mod:`mtcp.models.heads`)."""
+    heads = getattr(model, "heads", None)
+    return list(heads.values()) if isinstance(heads, nn.ModuleDict) else []
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
