@@ -188,3 +188,16 @@ def test_cli_evaluate_falls_back_loudly(checkpoint, no_bf16, tmp_path):
         assert main([*args, "--precision", "bf16"]) == 0
     assert any(issubclass(w.category, prec.PrecisionWarning) for w in caught)
     assert json.loads(path.read_text())["precision"] == "fp32"
+
+
+def test_bf16_keeps_the_release_heads_fp32_too():
+    from mtcp.models.heads import ReleaseDepthHead
+
+    model = mtcp.create_model("mtcp_tiny", TASKS, release_heads="nyud", depth_init=3.0).eval()
+    assert isinstance(model.heads["depth"], ReleaseDepthHead)
+    prec.prepare_model(model, "bf16")
+    for head in model.heads.values():
+        assert {p.dtype for p in head.parameters()} == {torch.float32}
+    with torch.no_grad(), prec.autocast("bf16"):
+        out = model(torch.randn(1, 3, *SIZE))
+    assert out["depth"].dtype == torch.float32 and (out["depth"] > 0).all()
