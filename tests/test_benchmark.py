@@ -128,3 +128,45 @@ def test_mask2former_training_guard_is_branch_free_and_unchanged():
     assert clamped.tolist() == [1.0, big - 1000]
     finite = torch.tensor([1.0, -2.0])
     assert torch.equal(backbone._clamp_overflow(None, None, (finite,))[0], finite)
+
+
+def test_precision_comparison_side_by_side(tmp_path, capsys, monkeypatch):
+    from mtcp.inference import precision as prec
+
+    out = tmp_path / "precision.json"
+    argv = ["benchmark", "--size", "64x96", "--tasks", "semseg", "depth", "normals"]
+    argv += ["--precision", "fp32", "bf16", "--repeats", "1", "--warmup", "0", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "native_bf16:" in printed and "× fp32 time" in printed
+    results = json.loads(out.read_text())["results"]
+    assert [r["case"]["precision"] for r in results] == ["fp32", "bf16"]
+    fp32, bf16 = results
+    assert fp32["agreement"] == {"semseg_argmax": 1.0, "depth_rel": 0.0, "normals_deg": 0.0}
+    assert bf16["precision"] == ("bf16" if prec.cpu_bf16_support() else "fp32")
+    assert bf16["agreement"]["semseg_argmax"] >= 0.99
+    assert bf16["agreement"]["depth_rel"] <= 0.01 and bf16["agreement"]["normals_deg"] <= 1.0
+    for r in results:
+        assert r["ms_per_image"] > 0 and 0.05 < r["peak_gib"] < 64
+
+
+def test_agreement_measures_each_task_kind():
+    import numpy as np
+
+    from mtcp.benchmark.precision import agreement
+
+    rng = np.random.default_rng(0)
+    ref = {
+        "semseg": rng.normal(size=(1, 4, 8, 8)),
+        "depth": np.full((1, 1, 8, 8), 2.0),
+        "normals": np.tile(np.array([0.0, 0.0, -1.0]).reshape(1, 3, 1, 1), (1, 1, 8, 8)),
+    }
+    got = {k: v.copy() for k, v in ref.items()}
+    got["semseg"][0, :, :4] = ref["semseg"][0, :, :4].min() - 1 - ref["semseg"][0, :, :4]
+    got["depth"][..., :5, :] = 2.02  # 1 % off on 5/8 of the pixels: median 1 %
+    got["normals"][:, 0] = np.tan(np.radians(2.0))  # tilted by 2° everywhere
+    scores = agreement(got, ref)
+    flipped = (got["semseg"].argmax(1) == ref["semseg"].argmax(1)).mean()
+    assert scores["semseg_argmax"] == pytest.approx(flipped) and flipped < 0.75
+    assert scores["depth_rel"] == pytest.approx(0.01)
+    assert scores["normals_deg"] == pytest.approx(2.0, abs=1e-4)

@@ -39,7 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--tasks", nargs="+", default=None, help="tasks (default: NYUD semseg depth normals)"
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32"],
+        choices=["fp32", "bf16", "int8"],
+        help="fp32 (default) or bf16 (autocast) for training and inference; several, or int8: "
+        "inference only, side by side, each in its own process, with the agreement with fp32",
+    )
     parser.add_argument("--compile", action="store_true", help="run the model under torch.compile")
     parser.add_argument(
         "--channels-last", action="store_true", help="channels-last model and input"
@@ -63,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The ``mtcp benchmark`` command that reproduces ``args`` (all settings spelled out)."""
     words = ["mtcp", "benchmark", "--model", args.model, "--size", args.size]
-    words += ["--batch", str(args.batch), "--device", args.device, "--precision", args.precision]
+    words += ["--batch", str(args.batch), "--device", args.device, "--precision", *args.precision]
     words += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     if args.tasks:
         words += ["--tasks", *args.tasks]
@@ -86,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
     )
     from mtcp.cli.synth import parse_size
 
+    if len(args.precision) > 1 or args.precision == ["int8"]:
+        return run_precisions(args, parse_size(args.size))
     config = BenchmarkConfig(
         model=args.model,
         size=parse_size(args.size),
         batch=args.batch,
         tasks=args.tasks or dict(NYUD_TASKS),
         device=args.device,
-        precision=args.precision,
+        precision=args.precision[0],
         compile=args.compile,
         channels_last=args.channels_last,
         warmup=args.warmup,
@@ -107,3 +116,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args.json, result)
     return 0
+
+
+def run_precisions(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    """``--precision`` with several values or int8: the side-by-side inference comparison."""
+    from mtcp.benchmark import NYUD_TASKS, machine_info, machine_lines
+    from mtcp.benchmark.precision import compare_precisions, format_precision_table
+    from mtcp.tasks import resolve_tasks
+
+    if args.device != "cpu" or args.batch != 1 or args.compile or args.channels_last:
+        raise MtcpError(
+            "the precision comparison runs on the CPU, batch 1, eager: drop --device, --batch, "
+            "--compile and --channels-last"
+        )
+    if args.model_arg:
+        raise MtcpError("--model-arg is not supported with several precisions or int8")
+    results = compare_precisions(
+        [(args.model, size)],
+        args.precision,
+        tasks=resolve_tasks(args.tasks or dict(NYUD_TASKS)),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        threads=args.threads,
+    )
+    machine = machine_info("cpu", command_line(args))
+    print("\n".join(machine_lines(machine)) + "\n\n" + format_precision_table(results))
+    if args.json is not None:
+        write_json(args.json, {"machine": machine, "results": results})
+    failed = [r for r in results if "error" in r]
+    return 1 if failed else 0

@@ -35,6 +35,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--out", help="JSON results file (default: next to the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="fp32 (default) or bf16 (autocast; fp32 fallback without native bf16)",
+    )
     parser.add_argument("--trust", action="store_true", help="allow pickled checkpoints")
     parser.set_defaults(run=run)
 
@@ -48,6 +54,7 @@ def evaluate(
     batch_size: int = 4,
     limit: int | None = None,
     trust: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint``; returns the JSON-ready report (see :func:`run`)."""
     import torch
@@ -57,9 +64,12 @@ def evaluate(
     from mtcp.engine.callbacks import target_coherence_metrics
     from mtcp.engine.config import config_from_dict
     from mtcp.inference import load_checkpoint_model
+    from mtcp.inference import precision as prec
     from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
 
     model, tasks, meta = load_checkpoint_model(checkpoint, trust=trust)
+    precision = prec.resolve_precision(precision, "cpu")  # precision hook (issue 18)
+    prec.prepare_model(model, precision)
     cfg = config_from_dict(meta["config"], str(checkpoint))
     source = data or cfg.data.source
     protocol = protocol or cfg.eval.protocol
@@ -91,7 +101,8 @@ def evaluate(
             net_in = torch.nn.functional.interpolate(
                 image, size=size, mode="bilinear", align_corners=False, antialias=True
             )
-            outputs = model(net_in)
+            with prec.autocast(precision):
+                outputs = model(net_in)
             outputs = {
                 t: torch.nn.functional.interpolate(
                     outputs[t].float(), size=image.shape[-2:], mode="bilinear", align_corners=False
@@ -108,6 +119,7 @@ def evaluate(
         "model": meta["model"].get("name"),
         "data": str(source),
         "split": split,
+        "precision": precision,
         "n_images": n_images,
         "protocol": metrics.describe(),
         "seconds": round(time.monotonic() - start, 2),
@@ -148,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         trust=args.trust,
+        precision=args.precision,
     )
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(f".{args.split}.json")
     atomic_write_text(out, json.dumps(report, indent=2))

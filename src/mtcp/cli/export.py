@@ -33,6 +33,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="ONNX: static int8 quantization with onnxruntime (fixed input size), calibrated on "
+        "training images; run it with mtcp predict / mtcp.load like any .onnx",
+    )
+    parser.add_argument(
+        "--calibration",
+        default=None,
+        metavar="SOURCE",
+        help="--quantize: 'synthetic' or a dataset folder whose train split calibrates the "
+        "activation ranges (default: the data CKPT was trained on)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--quantize: number of calibration images (default 32)",
+    )
+    parser.add_argument(
         "--trust",
         action="store_true",
         help="allow a checkpoint that needs full unpickling (only for files you trust)",
@@ -47,13 +68,37 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:  # argparse checks it; kept for programmatic callers
         raise MtcpError(f"unknown format {args.format!r}; accepted: {', '.join(FORMATS)}")
-    if args.format == "safetensors" and (args.dynamic or args.opset is not None):
-        raise MtcpError("--dynamic and --opset apply to --format onnx only")
+    if args.format == "safetensors" and (args.dynamic or args.opset is not None or args.quantize):
+        raise MtcpError("--dynamic, --opset and --quantize apply to --format onnx only")
+    if args.quantize and args.dynamic:
+        raise MtcpError("--quantize int8 needs a fixed input size: drop --dynamic")
+    if not args.quantize and (args.calibration or args.calibration_images):
+        raise MtcpError("--calibration and --calibration-images apply to --quantize only")
     size = parse_size(args.size) if args.size is not None else None
     predictor = load(args.checkpoint, trust=args.trust)
     size = size or predictor.size
     intrinsics = predictor.camera(size)
-    if args.format == "onnx":
+    if args.quantize:
+        from mtcp.export import quantize
+
+        source, seed = (args.calibration, 0)
+        if source is None:
+            source, seed = quantize.training_source(args.checkpoint, trust=args.trust)
+        n = args.calibration_images or quantize.CALIBRATION_IMAGES
+        images = quantize.calibration_images(source, size, predictor.tasks, n=n, seed=seed)
+        out = quantize.export_int8(
+            predictor.model,
+            args.out,
+            size,
+            images,
+            intrinsics=intrinsics,
+            opset=args.opset or ONNX_OPSET,
+            calibration_note=f"{len(images)} train images of {source}",
+        )
+        shape = (
+            f"int8, [1, 3, {size[0]}, {size[1]}], calibrated on {len(images)} images of {source}"
+        )
+    elif args.format == "onnx":
         out = export_onnx(
             predictor.model,
             args.out,

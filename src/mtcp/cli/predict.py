@@ -88,6 +88,13 @@ def add_parser(subparsers: Any) -> None:
         help=f"review flag: boundary F below this (default {MIN_BOUNDARY_F})",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default=None,
+        help="fp32 (default), bf16 (autocast; fp32 fallback without native bf16) or int8 (an "
+        "int8 .onnx of mtcp export --quantize int8); see README 'Precision'",
+    )
     parser.add_argument("--trust", action="store_true", help="allow pickled checkpoints")
     parser.set_defaults(run=run)
 
@@ -231,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         model_file, inputs = args.paths[0], args.paths[1:]
         if not inputs:
             raise MtcpError("no INPUTS given: mtcp predict CKPT INPUTS... --out DIR")
-    predictor = load(model_file, device=args.device, trust=args.trust)
+    predictor = load(model_file, device=args.device, trust=args.trust, precision=args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
+from mtcp.inference import precision as prec
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
 
 if TYPE_CHECKING:
@@ -111,6 +112,9 @@ class Predictor:
         tasks: ``{task: channels}``.
         size: network input ``(H, W)``.
         intrinsics: ``(fx, fy, cx, cy)`` of the training camera at ``size`` (or None).
+        precision: what the model runs in, ``"fp32"``, ``"bf16"`` or ``"int8"`` (see
+            :mod:`mtcp.inference.precision`; ``"bf16"`` falls back to ``"fp32"`` on a CPU
+            without native bf16); None = fp32, or an ONNX graph's own precision.
     """
 
     def __init__(
@@ -120,9 +124,15 @@ class Predictor:
         size: Sequence[int],
         device: str | torch.device = "cpu",
         intrinsics: Sequence[float] | None = None,
+        precision: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if isinstance(model, torch.nn.Module):
+            self.precision = prec.resolve_precision(precision or "fp32", self.device)
+            prec.prepare_model(self.model, self.precision)
+        else:  # an ONNX graph runs in the precision it was exported in
+            self.precision = prec.check_onnx_precision(precision, model.meta, model.path)
         self.tasks = dict(tasks)
         self.size = (int(size[0]), int(size[1]))
         self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)
@@ -139,7 +149,8 @@ class Predictor:
         """``uint8 [H, W, 3]`` arrays → per image, the model outputs (logits / metres /
         vectors, ``[C, H, W]`` float32 on the CPU) resized to that image's size."""
         batch = torch.stack([self._prepare(rgb) for rgb in images]).to(self.device)
-        outputs = self.model(batch)
+        with prec.autocast(self.precision, self.device):
+            outputs = self.model(batch)
         results = []
         for i, rgb in enumerate(images):
             maps = {}
@@ -205,7 +216,12 @@ def load_checkpoint_model(path: str | Path, trust: bool = False) -> tuple[Any, d
     return model, tasks, meta
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = False) -> Predictor:
+def load(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    trust: bool = False,
+    precision: str | None = None,
+) -> Predictor:
     """Load a checkpoint, weights file or ONNX graph (see module docstring) as a
     :class:`Predictor`.
 
@@ -215,6 +231,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = Fal
             always runs on the CPU through onnxruntime.
         trust: allow full unpickling of a checkpoint that needs it. Only for files of
             trusted origin: unpickling can execute arbitrary code.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` (an int8-quantized ONNX
+            graph); None = fp32, or the ONNX graph's own precision. See
+            :mod:`mtcp.inference.precision`.
     """
     path = Path(path)
     if not path.is_file():
@@ -228,7 +247,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = Fal
         if size is None:
             raise MtcpError(f"{path}: ONNX graph with free H and W and no stored input size")
         return Predictor(
-            runner, runner.tasks, size, device="cpu", intrinsics=runner.meta.get("intrinsics")
+            runner,
+            runner.tasks,
+            size,
+            device="cpu",
+            intrinsics=runner.meta.get("intrinsics"),
+            precision=precision,
         )
     if suffix == ".safetensors":
         from mtcp.export import load_safetensors, safetensors_metadata
@@ -240,7 +264,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = Fal
                 "mtcp.export.save_safetensors(model, path, size=(H, W))"
             )
         model = load_safetensors(path)
-        return Predictor(model, model.tasks, meta["size"], device, meta.get("intrinsics"))
+        intrinsics = meta.get("intrinsics")
+        return Predictor(model, model.tasks, meta["size"], device, intrinsics, precision)
     model, tasks, meta = load_checkpoint_model(path, trust=trust)
     size = meta["config"]["data"]["size"]
-    return Predictor(model, tasks, size, device=device, intrinsics=meta.get("intrinsics"))
+    intrinsics = meta.get("intrinsics")
+    return Predictor(model, tasks, size, device, intrinsics, precision)

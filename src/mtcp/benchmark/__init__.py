@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtcp.errors import MtcpError
+from mtcp.inference.precision import cpu_bf16_support
 from mtcp.tasks import get_task, resolve_tasks
 
 NYUD_TASKS: dict[str, int] = {"semseg": 40, "depth": 1, "normals": 3}
@@ -108,6 +109,7 @@ def machine_info(device: str = "cpu", command: str | None = None) -> dict[str, A
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_bf16_support() or "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -483,6 +485,7 @@ def machine_lines(machine: Mapping[str, Any]) -> list[str]:
         "cores",
         "threads",
         "cpu_capability",
+        "native_bf16",
         "load_average_1min",
         "gpu",
         "gpu_memory_gib",
