@@ -36,9 +36,8 @@ import torch
 
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
+from mtcp.inference.formats import CHECKPOINT_KEY  # the readers' fact (inference, lower layer)
 from mtcp.tasks import get_task
-
-CHECKPOINT_KEY = "mtcp"
 
 
 def is_count(metric: str) -> bool:
