@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import mtcp
@@ -113,3 +114,67 @@ def test_safetensors_without_input_size_is_refused(checkpoint, tmp_path):
     path = save_safetensors(mtcp.load(checkpoint).model, tmp_path / "nosize.safetensors")
     with pytest.raises(MtcpError, match=r"nosize\.safetensors: no input size"):
         mtcp.load(path)
+
+
+# ImageNet statistics written out here, independently of mtcp.tasks: the oracle of the test below
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def _by_hand(model, rgb, size, channel_order=(0, 1, 2)):
+    """Normalise → resize to the network size → model → resize back, written out by hand."""
+    x = torch.tensor(rgb[..., list(channel_order)]).permute(2, 0, 1)[None].float() / 255.0
+    x = (x - MEAN) / STD
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        out = model(x)
+    h, w = rgb.shape[:2]
+    back = {
+        t: F.interpolate(v.float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        for t, v in out.items()
+    }
+    return {
+        "semseg": back["semseg"].argmax(0).numpy(),
+        "depth": back["depth"][0].clamp_min(0).numpy(),
+        "normals": F.normalize(back["normals"], dim=0).permute(1, 2, 0).numpy(),
+        "edge": back["edge"][0].sigmoid().numpy(),
+        "sal": back["sal"][0].sigmoid().numpy(),
+    }
+
+
+def test_predict_equals_normalise_model_resize_done_by_hand(checkpoint):
+    predictor = mtcp.load(checkpoint)
+    rng = np.random.default_rng(3)
+    # smooth, strongly coloured image: each channel its own gradient, so a swap shows
+    yy, xx = np.mgrid[0:45, 0:70]
+    rgb = np.stack([xx * 3, yy * 5, 255 - xx * 2], axis=-1).clip(0, 255).astype(np.uint8)
+    rgb = (rgb + rng.integers(0, 8, rgb.shape)).clip(0, 255).astype(np.uint8)
+    maps = predictor.predict(rgb)
+    expected = _by_hand(predictor.model, rgb, predictor.size)
+    for task in ("depth", "normals", "edge", "sal"):
+        np.testing.assert_allclose(maps[task], expected[task], rtol=1e-4, atol=1e-5, err_msg=task)
+    assert (maps["semseg"] == expected["semseg"]).mean() > 0.999
+    # the comparison is sharp enough to see a BGR input or another normalisation
+    swapped = _by_hand(predictor.model, rgb, predictor.size, channel_order=(2, 1, 0))
+    assert np.abs(swapped["depth"] - maps["depth"]).max() > 1e-3
+    x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255.0
+    plain = F.interpolate((x - 0.5) / 0.5, size=predictor.size, mode="bilinear", antialias=True)
+    with torch.no_grad():
+        other = predictor.model(plain)["depth"]
+    assert (
+        np.abs(
+            F.interpolate(other, size=(45, 70), mode="bilinear")[0, 0].numpy() - expected["depth"]
+        ).max()
+        > 1e-3
+    )
+
+
+def test_truncated_safetensors_is_a_clear_error(checkpoint, tmp_path):
+    path = save_safetensors(
+        mtcp.load(checkpoint).model, tmp_path / "model.safetensors", size=(64, 64)
+    )
+    data = path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MtcpError, match=r"cut\.safetensors"):
+        mtcp.load(cut)

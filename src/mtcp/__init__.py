@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model", "load"]
+__all__ = ["__version__", "create_model", "evaluate", "load"]
 
 
 def create_model(name: str, tasks: Any, **kwargs: Any) -> Any:
@@ -24,3 +24,10 @@ def load(path: Any, **kwargs: Any) -> Any:
     from mtcp.inference import load as _load
 
     return _load(path, **kwargs)
+
+
+def evaluate(model: Any, data: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """Score a model on a dataset split; see :func:`mtcp.inference.evaluate.evaluate`."""
+    from mtcp.inference.evaluate import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)
