@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtcp.errors import MtcpError
 from mtcp.inference.predictor import Predictor, load
+from mtcp.io import write_json
 
 
 def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
@@ -36,6 +37,7 @@ def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
     ``update(outputs, batch)`` ignores ``outputs``; ``compute()`` gives ``{"coherence": ...}``
     with the same keys as the validation metrics.
     """
+    # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
     from mtcp.metrics import MultiTaskMetrics
     from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
 
@@ -90,7 +92,7 @@ def _check_tasks(data_tasks: Mapping[str, int], tasks: Mapping[str, int], where:
 def _dataset(
     predictor: Predictor, source: str, split: str, tasks: Mapping[str, int], where: str
 ) -> Dataset:
-    from mtcp.data.build import build_dataset
+    from mtcp.data.build import build_dataset  # lazy: the readers, keeps `mtcp --help` fast
 
     config = predictor.config
     synthetic = source == "synthetic"
@@ -173,6 +175,7 @@ def evaluate(
         counters included), ``details``, ``targets`` and, with references, ``delta_m`` (%) and
         ``delta_m_terms``.
     """
+    # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
     from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references
 
     predictors = _predictors(model, device, trust)
@@ -242,7 +245,6 @@ def save_report(
     the checkpoint (:func:`report_path`); when that folder is not writable (read-only, no
     permission, full), into the current folder instead, and the note says so.
     """
-    from mtcp.io import write_json
 
     if out is not None:
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from mtcp.errors import MtcpError
 from mtcp.inference.inputs import DecodedImages, as_list, expand_inputs, stack_inputs
@@ -229,6 +230,4 @@ def predict_to_folder(
 
 
 def _progress_bar(total: int | None, enabled: bool) -> Any:
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="img", disable=not enabled, desc="mtcp predict", leave=False)

@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model
 from torch import nn
 
 from mtcp.errors import MtcpError
+from mtcp.io import load_checkpoint
 from mtcp.tasks import resolve_tasks
 
 #: section of a training checkpoint holding the run's config, tasks and model config
@@ -55,7 +58,7 @@ def build_model(
     meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str
 ) -> tuple[nn.Module, dict[str, int]]:
     """Rebuild the model of a checkpoint section ``meta`` and load ``state`` strictly."""
-    from mtcp.models.registry import create_model
+    from mtcp.models.registry import create_model  # lazy: timm, keeps `mtcp --help` fast
 
     config = dict(meta["model"])
     name = config.pop("name")
@@ -83,8 +86,6 @@ def load_checkpoint_model(
 ) -> tuple[nn.Module, dict[str, int], dict[str, Any]]:
     """(model, tasks, the checkpoint's :data:`CHECKPOINT_KEY` section) of an ``mtcp train``
     checkpoint."""
-    from mtcp.io import load_checkpoint
-
     ckpt = load_checkpoint(path, trust=trust)
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if meta is None or "state_dict" not in ckpt:
@@ -100,8 +101,6 @@ def load_checkpoint_model(
 
 def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The :data:`METADATA_KEY` entry of a ``.safetensors`` file (see the module docstring)."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise MtcpError(f"{path}: no such file")
@@ -132,10 +131,7 @@ def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = 
     Returns:
         the model in eval mode on ``device``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    from mtcp.models.registry import create_model
+    from mtcp.models.registry import create_model  # lazy: timm, keeps `mtcp --help` fast
 
     meta = safetensors_metadata(path)
     try:

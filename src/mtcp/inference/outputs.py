@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mtcp import viz
 from mtcp.io import atomic_write_bytes, atomic_write_text, write_png
 from mtcp.tasks import get_task
 
@@ -100,8 +101,6 @@ def write_outputs(
     Returns:
         the files written.
     """
-    from mtcp import viz
-
     folder = Path(folder)
     written: list[Path] = []
     pictures = {"input": rgb}
@@ -122,6 +121,7 @@ def write_outputs(
 def coherence_scores(maps: Mapping[str, np.ndarray], intrinsics: Any) -> dict[str, float]:
     """Per-image coherence ``{"depth_normal_deg", "boundary_f"}`` (NaN when the tasks or the
     camera needed are missing)."""
+    # lazy: numba kernels load only when scoring, keeps `mtcp --help` fast
     from mtcp.metrics import coherence
 
     scores = {"depth_normal_deg": math.nan, "boundary_f": math.nan}

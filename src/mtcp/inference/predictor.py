@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
+from mtcp.geometry import scale_intrinsics
 from mtcp.inference.formats import load_checkpoint_model, load_safetensors, safetensors_metadata
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.inference.onnx_runtime import OnnxModel
@@ -179,8 +180,6 @@ class Predictor:
         """The training camera scaled to an image of ``size = (H, W)`` (None when unknown)."""
         if self.intrinsics is None:
             return None
-        from mtcp.geometry import scale_intrinsics
-
         return scale_intrinsics(self.intrinsics, self.size, (int(size[0]), int(size[1])))
 
 
