@@ -2,7 +2,8 @@
 (what ``mtcp predict`` does; the files are described in :mod:`mtcp.inference.outputs`).
 
 The images are read and decoded in DataLoader worker processes (:mod:`mtcp.inference.inputs`)
-while the model runs in this one. Every image is resized to the network's input size, so images
+while the model runs in this one, and each predicted image is scored and written in a background
+thread while the model runs on the next batch. Every image is resized to the network's input size, so images
 of any size share a batch; the outputs are resized back to each image's own size. A failure of
 one image (unreadable file, a decoder error, any exception while predicting, scoring or writing
 it) is reported, listed in ``predictions.csv`` with its error, and skipped; the others go on.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +103,9 @@ def _describe(err: Exception) -> str:
 
 
 class _Writer:
-    """Per-image work after the forward pass: maps, scores, files, the CSV row."""
+    """Per-image work after the forward pass (maps, scores, files, the CSV row), in
+    ``threads`` background threads (0 = inline) so that it overlaps the next forward pass;
+    PNG encoding and the torch / numpy work of the scores release the GIL."""
 
     def __init__(
         self,
@@ -110,27 +115,43 @@ class _Writer:
         max_angle: float,
         min_boundary_f: float,
         report: Callable[[str], None],
+        threads: int,
     ) -> None:
         self.predictor, self.out, self.raw = predictor, out, raw
         self.max_angle, self.min_boundary_f, self.report = max_angle, min_boundary_f, report
         self.used: set[str] = set()
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
+        self.pending: deque[Future] = deque()
+        self.limit = 2 * max(threads, 1)
 
     def fail(self, item: dict[str, Any], message: str, status: str) -> None:
         self.report(f"skipped {message}")
         self.rows[item["key"]] = {"input": item["name"], "status": status, "reason": message}
 
     def write(self, item: dict[str, Any], raw_maps: dict[str, Any]) -> None:
+        """Queue the work of one predicted image (its folder name is chosen here, in order)."""
+        folder = self.out / _output_name(item["name"], self.used)
+        if self.pool is None:
+            self._finish(item, raw_maps, folder)
+            return
+        while len(self.pending) >= self.limit:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._finish, item, raw_maps, folder))
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the queued images (or drop those not started, with ``cancel``)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def _finish(self, item: dict[str, Any], raw_maps: dict[str, Any], folder: Path) -> None:
         rgb = item["rgb"]
         try:
             maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
             scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
             reason = review_flag(scores, self.max_angle, self.min_boundary_f)
-            folder = self.out / _output_name(item["name"], self.used)
             write_outputs(folder, rgb, maps, self.predictor.tasks, self.raw)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:
+        except Exception as err:  # any failure of one image: listed, the others go on
             self.fail(item, f"{item['name']}: {_describe(err)}", "failed")
             return
         self.rows[item["key"]] = {
@@ -175,6 +196,7 @@ def predict_to_folder(
     overwrite: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
+    writer_threads: int = 1,
     progress: bool = False,
     report: Callable[[str], None] = lambda message: None,
 ) -> PredictSummary:
@@ -190,6 +212,8 @@ def predict_to_folder(
         batch_size: images per forward pass.
         workers: decoding processes (``0`` = decode in this process; default
             :func:`default_workers`).
+        writer_threads: threads scoring and writing predicted images while the model runs
+            (``0`` = in turn with the model).
         progress: show a progress bar with images/s on stderr.
         report: called with one line per skipped input.
 
@@ -209,10 +233,11 @@ def predict_to_folder(
         collate_fn=as_list,
         num_workers=min(workers, len(entries)),
     )
-    writer = _Writer(predictor, out, raw, max_angle, min_boundary_f, report)
+    writer = _Writer(predictor, out, raw, max_angle, min_boundary_f, report, writer_threads)
     has_video = any(e.kind == "video" for e in entries)
     bar = _progress_bar(None if has_video else len(entries), progress)
     start = time.perf_counter()
+    finished = False
     try:
         for batch in loader:
             good = [item for item in batch if item["error"] is None]
@@ -222,7 +247,9 @@ def predict_to_folder(
             if good:
                 _forward(predictor, good, writer)
             bar.update(len(batch))
+        finished = True
     finally:
+        writer.close(cancel=not finished)
         bar.close()
         rows = [writer.rows[k] for k in sorted(writer.rows)]
         path = write_csv(out / CSV_NAME, rows)

@@ -38,6 +38,9 @@ from mtcp.io import atomic_write_bytes, atomic_write_text, write_png
 from mtcp.tasks import get_task
 
 RAW_FORMATS = ("png", "npy")
+#: zlib level of the PNGs written per image: fast (about 30 ms instead of 90 ms per image at
+#: 240x320), files about 1.4x larger than at PIL's default 6
+PNG_LEVEL = 1
 #: review flag: depth-normal angle above this many degrees
 MAX_ANGLE = 30.0
 #: review flag: boundary F below this
@@ -107,14 +110,14 @@ def write_outputs(
     for task, value in maps.items():
         colour = viz.colorize(task, value, n_classes=tasks[task])
         pictures[task] = colour
-        written.append(write_png(folder / f"{task}_color.png", colour))
+        written.append(write_png(folder / f"{task}_color.png", colour, PNG_LEVEL))
         encode = RAW_PNG.get(get_task(task).kind) if raw == "png" else None
         if encode is None:
             written.append(atomic_write_bytes(folder / f"{task}.npy", npy_bytes(value)))
         else:
             name, picture = encode(task, value, tasks[task])
-            written.append(write_png(folder / name, picture))
-    written.append(write_png(folder / "panel.png", viz.panel(pictures)))
+            written.append(write_png(folder / name, picture, PNG_LEVEL))
+    written.append(write_png(folder / "panel.png", viz.panel(pictures), PNG_LEVEL))
     return written
 
 
