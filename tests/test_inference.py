@@ -21,6 +21,7 @@ TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint in the layout ``mtcp train`` writes (untrained weights, tiny widths)."""
+    torch.manual_seed(0)
     model = mtcp.create_model("mtcp_tiny", TASKS, channels=32, decoder_dims=[32, 64, 128])
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
     save_checkpoint(
@@ -121,24 +122,17 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def _by_hand(model, rgb, size, channel_order=(0, 1, 2)):
+def _raw_by_hand(model, rgb, size, channel_order=(0, 1, 2), mean=MEAN, std=STD):
     """Normalise → resize to the network size → model → resize back, written out by hand."""
     x = torch.tensor(rgb[..., list(channel_order)]).permute(2, 0, 1)[None].float() / 255.0
-    x = (x - MEAN) / STD
+    x = (x - mean) / std
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     with torch.no_grad():
         out = model(x)
     h, w = rgb.shape[:2]
-    back = {
+    return {
         t: F.interpolate(v.float(), size=(h, w), mode="bilinear", align_corners=False)[0]
         for t, v in out.items()
-    }
-    return {
-        "semseg": back["semseg"].argmax(0).numpy(),
-        "depth": back["depth"][0].clamp_min(0).numpy(),
-        "normals": F.normalize(back["normals"], dim=0).permute(1, 2, 0).numpy(),
-        "edge": back["edge"][0].sigmoid().numpy(),
-        "sal": back["sal"][0].sigmoid().numpy(),
     }
 
 
@@ -149,21 +143,20 @@ def test_predict_equals_normalise_model_resize_done_by_hand(checkpoint):
     yy, xx = np.mgrid[0:45, 0:70]
     rgb = np.stack([xx * 3, yy * 5, 255 - xx * 2], axis=-1).clip(0, 255).astype(np.uint8)
     rgb = (rgb + rng.integers(0, 8, rgb.shape)).clip(0, 255).astype(np.uint8)
+    raw = _raw_by_hand(predictor.model, rgb, predictor.size)
+    got = predictor.predict_raw([rgb])[0]
+    for task in TASKS:
+        torch.testing.assert_close(got[task], raw[task], rtol=1e-4, atol=1e-5, msg=task)
     maps = predictor.predict(rgb)
-    expected = _by_hand(predictor.model, rgb, predictor.size)
-    for task in ("depth", "normals", "edge", "sal"):
-        np.testing.assert_allclose(maps[task], expected[task], rtol=1e-4, atol=1e-5, err_msg=task)
-    assert (maps["semseg"] == expected["semseg"]).mean() > 0.999
+    assert (maps["semseg"] == raw["semseg"].argmax(0).numpy()).mean() > 0.999
+    np.testing.assert_allclose(maps["depth"], raw["depth"][0].clamp_min(0).numpy(), atol=1e-5)
+    normals = F.normalize(raw["normals"], dim=0).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(maps["normals"], normals, atol=1e-5)
+    for task in ("edge", "sal"):
+        np.testing.assert_allclose(maps[task], raw[task][0].sigmoid().numpy(), atol=1e-5)
     # the comparison is sharp enough to see a BGR input or another normalisation
-    swapped = _by_hand(predictor.model, rgb, predictor.size, channel_order=(2, 1, 0))
-    assert np.abs(swapped["depth"] - maps["depth"]).max() > 1e-3
-    x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255.0
-    plain = F.interpolate((x - 0.5) / 0.5, size=predictor.size, mode="bilinear", antialias=True)
-    with torch.no_grad():
-        other = predictor.model(plain)["depth"]
-    assert (
-        np.abs(
-            F.interpolate(other, size=(45, 70), mode="bilinear")[0, 0].numpy() - expected["depth"]
-        ).max()
-        > 1e-3
-    )
+    swapped = _raw_by_hand(predictor.model, rgb, predictor.size, channel_order=(2, 1, 0))
+    assert (swapped["semseg"] - got["semseg"]).abs().max() > 1e-3
+    half = torch.full((1, 3, 1, 1), 0.5)
+    other = _raw_by_hand(predictor.model, rgb, predictor.size, mean=half, std=half)
+    assert (other["semseg"] - got["semseg"]).abs().max() > 1e-3

@@ -4,9 +4,10 @@
 The images are read and decoded in DataLoader worker processes (:mod:`mtcp.inference.inputs`)
 while the model runs in this one, and each predicted image is scored and written in a background
 thread while the model runs on the next batch. Every image is resized to the network's input
-size, so images of any size share a batch; the outputs are resized back to each image's own size. A failure of
-one image (unreadable file, a decoder error, any exception while predicting, scoring or writing
-it) is reported, listed in ``predictions.csv`` with its error, and skipped; the others go on.
+size, so images of any size share a batch; the outputs are resized back to each image's own
+size. A failure of one image (unreadable file, a decoder error, any exception while
+predicting, scoring or writing it) is reported, listed in ``predictions.csv`` with its error,
+and skipped; the others go on.
 
 The output folder must be new or empty unless ``overwrite=True``, which replaces only the files
 this function writes (other files in the folder are left alone).
