@@ -103,7 +103,7 @@ def main() -> None:
             print(
                 f"  {workers} thread(s): {args.n / elapsed:.2f} images/s, 654 NYUD images ≈ "
                 f"{654 * elapsed / args.n:.0f} s; CPU {cpu / args.n:.3f} s/image; "
-                + str({k: round(v, 4) for k, v in result.items()})
+                + str({k: round(float(v), 4) for k, v in result.items()})
             )
 
 

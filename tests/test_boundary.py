@@ -11,8 +11,10 @@ from scipy import ndimage
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from mtcp.metrics._matching import match_count
-from mtcp.metrics.boundary import BoundaryF, boundary_counts, bsds_scores, bsds_thresholds, thin
+from mtcp.errors import MtcpError
+from mtcp.metrics import to_floats
+from mtcp.metrics.boundary import BoundaryF
+from mtcp.metrics.functional import boundary_counts, bsds_scores, bsds_thresholds, match_count, thin
 
 
 def _lines(h: int = 64, w: int = 96) -> np.ndarray:
@@ -73,6 +75,23 @@ def test_thinning_equals_reference_implementation() -> None:
             smooth = ndimage.gaussian_filter(rng.random((30, 40)), rng.uniform(0.7, 3))
             mask = smooth > np.quantile(smooth, rng.uniform(0.2, 0.7))
         assert (thin(mask) == _reference_thin(mask)).all()
+
+
+def test_thinning_equals_skimage_thin() -> None:
+    """scikit-image's ``thin`` (the same Guo-Hall / Lam-Lee-Suen rules) as an independent oracle."""
+    from skimage.morphology import thin as skimage_thin
+
+    rng = np.random.default_rng(7)
+    masks = [np.ones((9, 13), bool), np.zeros((5, 5), bool), np.eye(12, dtype=bool)]
+    for i in range(20):
+        shape = (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+        if i % 4 == 0:
+            masks.append(rng.random(shape) < rng.uniform(0.2, 0.8))
+        else:
+            smooth = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.7, 3))
+            masks.append(smooth > np.quantile(smooth, rng.uniform(0.2, 0.7)))
+    for mask in masks:
+        assert (thin(mask) == skimage_thin(mask)).all(), mask.shape
 
 
 def _brute_matches(a: np.ndarray, b: np.ndarray, radius: float) -> int:
@@ -213,7 +232,7 @@ def _worker(rank: int, init: str, preds: torch.Tensor, target: torch.Tensor, out
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     m = BoundaryF(max_dist=0.02)
     m.update(preds[rank::2], target[rank::2])
-    out.put((rank, m.compute()))
+    out.put((rank, to_floats(m.compute())))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -225,7 +244,7 @@ def test_two_processes_give_the_same_result(tmp_path) -> None:
     preds = torch.as_tensor(np.clip(blur * 3 + 0.1 * rng.random(blur.shape), 0, 1))
     single = BoundaryF(max_dist=0.02)
     single.update(preds, target)
-    expected = single.compute()
+    expected = to_floats(single.compute())
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     procs = [
@@ -240,3 +259,31 @@ def test_two_processes_give_the_same_result(tmp_path) -> None:
     assert [p.exitcode for p in procs] == [0, 0]
     for _, res in results:
         assert res == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_on_a_threshold_count_at_it_in_their_precision(dtype) -> None:
+    """A map valued exactly k/100 is predicted at the thresholds j/100 <= k/100 (each level)."""
+    values = (np.arange(100) / 100).astype(dtype).reshape(10, 10)  # k/100 in the map's dtype
+    target = np.zeros((10, 10), dtype=np.uint8)
+    counts = boundary_counts(values, target, thin=False)
+    assert counts[:, 3].tolist() == [100 - j for j in range(1, 100)]  # sumP at t_j = j/100
+    assert bsds_thresholds()[59] == 0.6 and bsds_thresholds()[6] == 0.07  # exact rationals
+    # The same map in float32 and float64 gives the same counts (no cast before comparing).
+    other = np.float64 if dtype == np.float32 else np.float32
+    same = boundary_counts((np.arange(100) / 100).astype(other).reshape(10, 10), target, thin=False)
+    assert (same == counts).all()
+
+
+def test_boundary_f_takes_numpy_and_returns_tensors() -> None:
+    rng = np.random.default_rng(5)
+    target = (rng.random((2, 1, 20, 24)) < 0.1).astype(np.uint8)
+    prob = rng.random((2, 1, 20, 24)).astype(np.float32)
+    a, b = BoundaryF(num_workers=1), BoundaryF(num_workers=1)
+    a.update(prob, target)
+    b.update(torch.from_numpy(prob), torch.from_numpy(target))
+    res = a.compute()
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in res.values())
+    assert to_floats(res) == to_floats(b.compute())
+    with pytest.raises(MtcpError, match="edge: predictions: expected a torch tensor"):
+        a.update(prob.tolist(), target)

@@ -11,14 +11,9 @@ from scipy import ndimage
 
 from mtcp.data.sample import to_tensor
 from mtcp.data.synthetic import SYNTHETIC_CLASSES, render_scene
-from mtcp.geometry import nyud_intrinsics
-from mtcp.metrics.coherence import (
-    BoundaryCoherence,
-    DepthNormalCoherence,
-    boundary_coherence,
-    depth_normal_coherence,
-    normals_from_depth,
-)
+from mtcp.geometry import normals_from_depth, nyud_intrinsics
+from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
+from mtcp.metrics.functional.coherence import boundary_coherence, depth_normal_coherence
 
 SIZE = (64, 96)
 
@@ -125,7 +120,7 @@ def test_metric_objects_pool_skip_nan_intrinsics_and_read_logits(scenes) -> None
     ]
     assert per.tolist() == pytest.approx(expected)
     assert res["image_mean"] == pytest.approx(sum(expected) / 2)
-    assert res["mean"] != pytest.approx(res["image_mean"], rel=1e-6)  # pixel-pooled
+    assert res["mean"] != pytest.approx(float(res["image_mean"]), rel=1e-6)  # pixel-pooled
 
     bc_pred = BoundaryCoherence(use_normals=False)
     bc_tgt = BoundaryCoherence(from_targets=True, use_normals=False)
@@ -153,3 +148,34 @@ def test_images_without_any_boundary_are_undefined_and_not_pooled() -> None:
     res = constant.compute()
     assert math.isnan(res["F"]) and math.isnan(res["image_mean"])
     assert res["n_images"] == res["n_undefined"] == 1
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 500), (500, 1), (2, 2)])
+def test_tiny_images_are_undefined_not_a_crash(size) -> None:
+    h, w = size
+    depth = torch.full((2, 1, h, w), 2.0)
+    depth[1, :, h // 2 :, w // 2 :] = 3.0
+    normals = torch.zeros(2, 3, h, w)
+    normals[:, 2] = -1.0
+    semseg = torch.zeros(2, h, w, dtype=torch.long)
+    k = torch.tensor([[50.0, 50.0, w / 2, h / 2]] * 2)
+    # No pixel of an image under 3x3 is interior: depth-normal coherence is undefined.
+    assert torch.isnan(depth_normal_coherence(depth, normals, k)).all()
+    assert math.isnan(depth_normal_coherence(depth[0, 0].numpy(), normals[0], k[0]))
+    # A constant image has no boundary at all: undefined; a line with a step disagrees (F 0).
+    f = boundary_coherence(semseg, depth, normals, k)
+    assert math.isnan(f[0])
+    assert math.isnan(f[1]) if (h, w) == (1, 1) else f[1] == 0.0
+    assert math.isnan(boundary_coherence(semseg[0].numpy(), depth[0, 0].numpy()))
+
+    batch = {"intrinsics": k}
+    outputs = {"depth": depth, "normals": normals, "semseg": semseg}
+    dn = DepthNormalCoherence()
+    dn.update(outputs, batch)
+    res = dn.compute()
+    assert math.isnan(res["mean"]) and math.isnan(res["image_mean"])
+    assert res["n_images"] == 2 and res["n_undefined"] == 2 and res["n_skipped"] == 0
+    bc = BoundaryCoherence()
+    bc.update(outputs, batch)
+    res = bc.compute()
+    assert res["n_images"] == 2 and res["n_undefined"] == (2 if (h, w) == (1, 1) else 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -46,6 +49,9 @@ def test_overrides_are_typed_and_round_trip(tmp_path):
     path.write_text("trainer:\n  max_epochs: 7\n")
     assert load_config(path, ["trainer.seed=3"]).trainer.max_epochs == 7
     assert Config().trainer.max_epochs == 100  # defaults untouched
+    # dotted overrides reach into mapping values; later ones win
+    cfg = load_config(None, ["model.options={cfm: false}", "model.options.deep_supervision=true"])
+    assert cfg.model.options == {"cfm": False, "deep_supervision": True}
 
 
 @pytest.mark.parametrize(
@@ -76,5 +82,41 @@ def test_cli_print_config_and_errors(capsys):
     assert "did you mean 'trainer.max_epochs'" in capsys.readouterr().err
     assert main(["train", "nyud_bas"]) == 2
     assert "did you mean 'nyud_base'" in capsys.readouterr().err
+    assert main(["train", "--print-config", str(Path(__file__).parent)]) == 2  # a folder
+    assert "is a folder, not a YAML file" in capsys.readouterr().err
     assert main(["train", "model.name=mtcp_huge"]) == 2
     assert "unknown model preset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1", "optim.lr must be a finite number > 0, got -1.0"),
+        ("optim.lr=.nan", "optim.lr must be a finite number > 0"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay must be a finite number >= 0"),
+        ("data.size=0x64", "data.size must be at least 64x64 pixels, got '0x64'"),
+        ("data.size=0x40", "data.size must be at least 64x64 pixels, got '0x40'"),
+        ("data.size=64", "data.size must look like HxW"),
+        ("data.num_workers=-1", "data.num_workers must be >= 0"),
+        ("trainer.devices=0", "trainer.devices must be >= 1, 'auto' or device ids"),
+        ("trainer.precision=17-mixed", "trainer.precision must be one of"),
+        ("trainer.accelerator=tpu", "trainer.accelerator must be one of"),
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be a finite number >= 0"),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps must be >= 1"),
+        ("loss.normals_loss=l3", "loss.normals_loss must be one of"),
+        ("loss.weighting=lsp", "unknown weighting 'lsp'"),
+        ("loss.weighting_options={w_min: 5}", "LPS needs 0 <= w_min <= w_max"),
+    ],
+)
+def test_invalid_values_are_refused_when_the_config_is_checked(override, message):
+    with pytest.raises(MtcpError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_sizes_in_yaml_files_are_never_hexadecimal(tmp_path):
+    path = tmp_path / "size.yaml"
+    path.write_text("data:\n  size: 0x64\n")
+    with pytest.raises(MtcpError, match=r"size\.yaml.*data\.size must be at least 64x64"):
+        load_config(path)
+    path.write_text("data:\n  size: 64x96\n")
+    assert load_config(path).data.size == [64, 96]

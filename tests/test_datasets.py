@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,12 +15,14 @@ import scipy.io
 import yaml
 from PIL import Image
 
+from mtcp.data import layouts
 from mtcp.data import transforms as T
 from mtcp.data.build import build_dataset, carve_validation, detect_layout
-from mtcp.data.layouts import LAYOUTS, encode_pascal_semseg, person_prob_for, write_layout
+from mtcp.data.layouts import get_layout
 from mtcp.data.nyud import NYUDDataset, NYUDv2Dataset
 from mtcp.data.pascal import PascalDataset, human_parts_from_anno, label_boundaries
 from mtcp.data.synthetic import render_scene, render_scene_full
+from mtcp.data.synthetic.writer import encode_pascal_semseg, person_prob_for, write_layout
 from mtcp.errors import MtcpError
 from mtcp.geometry import nyud_intrinsics
 from test_transforms import coherence_error
@@ -31,12 +34,13 @@ N = 5
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("layouts")
-    return {name: write_layout(root / name, name, N, SIZE, seed=0) for name in LAYOUTS}
+    names = ("nyud-mt", "nyudv2", "pascal-mt")  # the spellings of `mtcp synth --layout`
+    return {name: write_layout(root / name, name, N, SIZE, seed=0) for name in names}
 
 
 def written(layout: str, index: int) -> dict:
     """The raw synthetic scene that ``write_layout`` encoded as sample ``index``."""
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     return render_scene_full(0, index, SIZE, person_prob=person_prob_for(lay, index)).sample
 
 
@@ -400,3 +404,138 @@ def test_read_only_dataset_folder(fixtures, tmp_path):
     finally:
         for p in paths:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+# --------------------------------------------------------------------------- splits, coverage
+
+
+def test_repeated_split_ids_are_kept_once_with_a_warning(nyud_copy, caplog):
+    split = nyud_copy / "gt_sets/train.txt"
+    ids = split.read_text().split()
+    split.write_text("\n".join([*ids, *ids[:2], ids[0]]) + "\n")  # ids[0] 3x, ids[1] 2x
+    test_split = nyud_copy / "gt_sets/val.txt"
+    test_id = test_split.read_text().split()[0]
+    test_split.write_text(f"{test_id}\n" * 3)
+    with caplog.at_level(logging.WARNING):
+        train = build_dataset(nyud_copy, "train", val_fraction=0.34)
+    assert f"{ids[0]} (3x)" in caplog.text and f"{ids[1]} (2x)" in caplog.text
+    assert str(split) in caplog.text
+    val = build_dataset(nyud_copy, "val", val_fraction=0.34)
+    assert len(train.ids) == len(set(train.ids)) and len(val.ids) == len(set(val.ids))
+    assert not set(train.ids) & set(val.ids)  # no validation image is a training image
+    assert sorted(train.ids + val.ids) == sorted(ids)
+    assert build_dataset(nyud_copy, "test").ids == [test_id]  # evaluated once, not 3x
+    assert carve_validation(["a", "b", "a", "c", "b"], 0.34) == (["a", "b"], ["c"])
+
+
+def test_task_labelled_in_few_training_samples_warns(own_folder, tmp_path, caplog):
+    root = Path(shutil.copytree(own_folder, tmp_path / "own"))
+    for i in range(1, 4):
+        (root / f"depth/im{i}.png").unlink(missing_ok=True)
+    for i in range(4, 12):  # 12 training images, depth on one
+        for d in ("images", "semseg"):
+            shutil.copy(root / f"{d}/im0.png", root / f"{d}/im{i}.png")
+        shutil.copy(root / "normals/im0.npy", root / f"normals/im{i}.npy")
+    (root / "splits/train.txt").write_text("".join(f"im{i}\n" for i in range(12) if i != 3))
+    with caplog.at_level(logging.WARNING):
+        build_dataset(root, "train_full")
+    assert "task 'depth' is labelled in only 1 of the 11 training samples" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_dataset(root, "test")  # only training splits are checked
+        build_dataset(root, "train_full", ["semseg", "normals"])
+    assert "labelled in only" not in caplog.text
+
+
+# --------------------------------------------------------------------------- PASCAL normals
+
+
+def test_packaged_pascal_normal_classes():
+    valid = layouts.pascal_normals_valid_classes()
+    assert len(valid) == 170 and 0 not in valid
+    names = set(valid.values())
+    assert {"floor", "wall", "chair", "tvmonitor", "person"} <= names
+    assert not {"sky", "grass", "aeroplane", "tree", "road"} & names
+    shared = Path(__file__).resolve().parents[2] / "shared/data/pascal_normals_valid_classes.json"
+    if shared.is_file():  # the package carries the same facts as the project's data
+        facts = json.loads(shared.read_text())
+        assert sorted(valid) == facts["valid_label_map_ids"]
+
+
+def test_pascal_normals_invalid_outside_indoor_classes(fixtures, tmp_path):
+    root = Path(shutil.copytree(fixtures["pascal-mt"], tmp_path / "pascal"))
+    sid = (root / "ImageSets/Context/train.txt").read_text().split()[0]
+    mat = root / f"pascal-context/trainval/{sid}.mat"
+    label_map = scipy.io.loadmat(mat)["LabelMap"]
+    by_name = {v: k for k, v in layouts.pascal_normals_valid_classes().items()}
+    assert np.isin(label_map, list(by_name.values())).all()  # synthetic scenes are indoors
+    outdoor = np.zeros(label_map.shape, dtype=bool)
+    outdoor[:10] = True  # sky (PASCAL-Context id 360) in the top rows, 0 (unlabelled) at left
+    label_map[outdoor] = 360
+    label_map[:, :5] = 0
+    scipy.io.savemat(mat, {"LabelMap": label_map})
+    raw = PascalDataset(root, "train", ["normals"]).read(sid)
+    length = np.linalg.norm(raw["normals"], axis=-1)
+    invalid = outdoor
+    invalid[:, :5] = True
+    assert (length[invalid] == 0).all()
+    np.testing.assert_allclose(length[~invalid], 1, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- normals frame
+
+
+def test_normals_converted_from_the_layout_frame(fixtures):
+    root = fixtures["nyud-mt"]
+    sid = (root / "gt_sets/train.txt").read_text().split()[0]
+    stored = np.load(root / f"normals/{sid}.npy")
+    raw = NYUDDataset(root, "train", ["normals"]).read(sid)
+    np.testing.assert_array_equal(raw["normals"], stored * [1, 1, -1])  # z towards the camera
+    assert (raw["normals"][..., 2] < 0).mean() > 0.9  # mtcp frame: most surfaces face -z
+
+
+@pytest.mark.parametrize("layout", ["nyud-mt", "nyudv2"])
+def test_normals_frame_verified_against_depth(fixtures, tmp_path, layout, caplog):
+    from mtcp.data.normals_frame import check_normals_frame
+
+    reader = NYUDDataset if layout == "nyud-mt" else NYUDv2Dataset
+    with caplog.at_level(logging.INFO):
+        good = check_normals_frame(reader(fixtures[layout], "train", ["depth", "normals"]))
+    assert "normal labels follow the declared frame" in caplog.text
+    assert good["best"] == "as declared" and good["median_deg"]["as declared"] < 5
+    assert good["follows_declared"]
+    assert good["median_deg"]["z flipped"] > 30
+    # labels stored in mtcp's frame while the layout declares z towards the camera
+    root = Path(shutil.copytree(fixtures[layout], tmp_path / "flipped"))
+    for path in (root / "normals").iterdir():
+        if path.suffix == ".npy":
+            np.save(path, np.load(path) * np.float32([1, 1, -1]))
+        else:
+            value = np.asarray(Image.open(path)).copy()
+            value[..., 2] = 255 - value[..., 2]
+            Image.fromarray(value).save(path)
+    with caplog.at_level(logging.WARNING):
+        build_dataset(root, "train", val_fraction=0.25)
+    assert "agree better with the depth labels with z flipped" in caplog.text
+    assert str(root) in caplog.text
+
+
+def test_own_data_declares_its_normals_frame(own_folder, tmp_path, caplog):
+    from mtcp.data.normals_frame import check_normals_frame
+
+    root = Path(shutil.copytree(own_folder, tmp_path / "own"))
+    for path in (root / "normals").iterdir():  # stored with z towards the camera
+        np.save(path, np.load(path) * np.float32([1, 1, -1]))
+    config = yaml.safe_load((root / "dataset.yaml").read_text())
+    ds = build_dataset(root, "train_full")
+    assert check_normals_frame(ds)["best"] == "z flipped"  # undeclared: the check finds it
+    config["normals"] = {"z": "towards_camera"}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(config))
+    ds = build_dataset(root, "train_full")
+    ref = render_scene(7, 0, (48, 64))
+    np.testing.assert_allclose(ds.read("im0")["normals"], ref["normals"], atol=1e-6)
+    assert check_normals_frame(ds)["best"] == "as declared"
+    config["normals"] = {"z": "backwards"}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(MtcpError, match=r"dataset.yaml: normals z 'backwards' unknown"):
+        build_dataset(root, "train_full")

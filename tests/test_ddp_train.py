@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     """
     import os, sys, torch, lightning as L
     from mtcp.engine.config import load_config
-    from mtcp.engine.trainer import train
+    from mtcp.engine.training import train
 
     out = sys.argv[1]
 

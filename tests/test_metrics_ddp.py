@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from mtcp.metrics import build_metrics
+from mtcp.metrics import build_metrics, to_floats
 
 TASKS = {"semseg": 4, "human_parts": 7, "depth": 1, "normals": 3, "sal": 1}
 WORLD = 2
@@ -57,7 +57,7 @@ def _evaluate(batches: list[tuple[dict, dict]]) -> dict:
         metrics = build_metrics(TASKS, protocol=protocol, boundary=False, coherence=False)
         for outputs, batch in batches:
             metrics.update(outputs, batch)
-        results[protocol] = metrics.compute()
+        results[protocol] = to_floats(metrics.compute())
     return results
 
 

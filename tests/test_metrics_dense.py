@@ -236,3 +236,23 @@ def test_saliency_skips_all_ignore_images_and_empty_set_is_nan() -> None:
     assert math.isnan(m.compute()["maxF"])
     m.update(pred, target)
     assert m.compute()["maxF"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("thresholds", [MTINET_THRESHOLDS, ATRC_THRESHOLDS])
+def test_saliency_png_values_on_a_threshold_are_positive(dtype, thresholds) -> None:
+    """Every 8-bit value k/255 is positive exactly at the thresholds j/20 <= k/255."""
+    from fractions import Fraction
+
+    k = torch.arange(256)
+    pred = (k.to(dtype) / 255).view(256, 1, 1, 1)  # one image per PNG value
+    m = SaliencyMetrics(thresholds, pooling="image")
+    m.update(pred, torch.ones(256, 1, 1, 1))
+    # recall of a single positive pixel is 1 where predicted: summed over images per threshold
+    got = (m.curves()["recall"] * 256).round().long().tolist()
+    rationals = [Fraction(round(t * 20), 20) for t in thresholds]
+    assert got == [sum(Fraction(int(v), 255) >= t for v in k) for t in rationals]
+    # 153 = 0.6 in particular counts at 0.6 (and 0.7 typed as a float32 counts at 0.7)
+    at = SaliencyMetrics((0.6, 0.7))
+    at.update(torch.tensor([153 / 255, 0.7], dtype=dtype).view(2, 1, 1, 1), torch.ones(2, 1, 1, 1))
+    assert at.curves()["recall"].tolist() == [1.0, 0.5]

@@ -33,6 +33,8 @@ def test_list_models_names_every_preset():
     expected = {f"{kind}_{size}" for kind in ("mtcp", "stl", "hps") for size in SIZES}
     assert set(list_models()) == expected
     assert list_models("stl_*") == ["stl_base", "stl_paper", "stl_tiny"]
+    assert mtcp.list_models("") == list_models() == sorted(expected)
+    assert mtcp.list_models(filter="*_paper") == ["hps_paper", "mtcp_paper", "stl_paper"]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +124,7 @@ def test_weights_file_is_loaded(tmp_path, fmt):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(image)["edge"], model(image)["edge"])
-    with pytest.raises(MtcpError, match=r"w\..*does not match the model"):
+    with pytest.raises(MtcpError, match=r"w\..*do not fit the model"):
         create_model("hps_tiny", ["depth"], weights=path)
 
 

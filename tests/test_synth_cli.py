@@ -10,9 +10,11 @@ import scipy.io
 from PIL import Image
 
 import mtcp.data.layouts as layouts
+import mtcp.data.synthetic.writer as writer
 from mtcp.cli import main
-from mtcp.data.layouts import LAYOUTS, PASCAL_CLASSES, PASCAL_PART_GROUPS, write_layout
+from mtcp.data.layouts import PASCAL_CLASSES, PASCAL_PART_GROUPS, get_layout
 from mtcp.data.synthetic import PERSON_PARTS, SYNTHETIC_CLASSES, render_scene
+from mtcp.data.synthetic.writer import write_layout
 
 SIZE = (60, 80)
 N = 4
@@ -23,7 +25,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _ids(root: Path, layout: str) -> dict[str, list[str]]:
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     return {s: (root / lay.split.format(split=s)).read_text().split() for s in lay.splits}
 
 
@@ -52,15 +54,17 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
     assert len(splits["train"]) == 3 and len(splits["val"]) == 1
     ids = splits["train"] + splits["val"]
     assert ids == [f"s5_{i:06d}" for i in range(N)]
-    lay = LAYOUTS[layout]
+    lay = get_layout(layout)
     expected = {p for i in ids for p in lay.paths(i).values()}
     expected |= {lay.split.format(split=s) for s in lay.splits}
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert written == expected
 
     persons, others = 0, 0
+    signs = np.asarray(lay.normals_signs, dtype=np.float32)  # the layout's declared frame
+    assert lay.normals_signs == (1, 1, -1)  # NYUD and PASCAL files: z towards the camera
     for i, sid in enumerate(ids):
-        raw = render_scene(5, i, SIZE, person_prob=layouts.person_prob_for(lay, i))
+        raw = render_scene(5, i, SIZE, person_prob=writer.person_prob_for(lay, i))
         paths = {k: out / p for k, p in lay.paths(sid).items()}
         image = _read_png(paths["image"])
         assert image.shape == (*SIZE, 3) and image.dtype == np.uint8
@@ -71,9 +75,7 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
         if layout == "pascal-mt":
             seg = _read_png(paths["semseg"])
             names = [PASCAL_CLASSES[v] for v in seg.ravel()]
-            want = [
-                layouts.SYNTHETIC_TO_PASCAL[SYNTHETIC_CLASSES[v]] for v in raw["semseg"].ravel()
-            ]
+            want = [writer.SYNTHETIC_TO_PASCAL[SYNTHETIC_CLASSES[v]] for v in raw["semseg"].ravel()]
             assert names == want
             np.testing.assert_array_equal(
                 _parts_from_mat(paths["human_parts"], SIZE), raw["human_parts"]
@@ -91,9 +93,15 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
             sal = _read_png(paths["sal"]) / 255.0 > 0.5
             np.testing.assert_array_equal(sal, raw["sal"] > 0.5)
             normals = 2.0 * _read_png(paths["normals"]) / 255.0 - 1.0
-            np.testing.assert_allclose(normals, raw["normals"], atol=1.0 / 255 + 1e-6)
+            np.testing.assert_allclose(normals, raw["normals"] * signs, atol=1.0 / 255 + 1e-6)
             label_map = scipy.io.loadmat(paths["edge"])["LabelMap"]
-            np.testing.assert_array_equal(label_map.astype(int) - 1, raw["semseg"])
+            valid = layouts.pascal_normals_valid_classes()
+            context = [valid[v] for v in label_map.ravel()]  # every id is an indoor class
+            want = [
+                writer.SYNTHETIC_TO_PASCAL_CONTEXT[SYNTHETIC_CLASSES[v]]
+                for v in raw["semseg"].ravel()
+            ]
+            assert context == want
             continue
         seg = _read_png(paths["semseg"]).astype(int)
         np.testing.assert_array_equal(np.where(seg == 0, 255, seg - 1), raw["semseg"])
@@ -101,11 +109,11 @@ def test_layout_is_complete_and_reads_back(tmp_path: Path, layout: str, capsys) 
         assert depth.dtype == np.float32
         np.testing.assert_array_equal(depth, raw["depth"])
         if layout == "nyud-mt":
-            np.testing.assert_array_equal(np.load(paths["normals"]), raw["normals"])
+            np.testing.assert_array_equal(np.load(paths["normals"]), raw["normals"] * signs)
             np.testing.assert_array_equal(np.load(paths["edge"]), raw["edge"])
         else:
             normals = 2.0 * _read_png(paths["normals"]) / 255.0 - 1.0
-            np.testing.assert_allclose(normals, raw["normals"], atol=1.0 / 255 + 1e-6)
+            np.testing.assert_allclose(normals, raw["normals"] * signs, atol=1.0 / 255 + 1e-6)
             np.testing.assert_array_equal(_read_png(paths["edge"]) / 255.0, raw["edge"])
     if layout == "pascal-mt":
         assert persons >= 2 and persons < N and others >= 1
@@ -165,8 +173,8 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> No
             raise RuntimeError("disk full")
         return original(root, layout, scene)
 
-    original = layouts._write_sample
-    monkeypatch.setattr(layouts, "_write_sample", failing)
+    original = writer._write_sample
+    monkeypatch.setattr(writer, "_write_sample", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         write_layout(out, "pascal-mt", 3, (40, 40), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
@@ -175,3 +183,16 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> No
 
 def test_part_names_map_to_the_spec_groups() -> None:
     assert all(PASCAL_PART_GROUPS[name] == group for name, group in PERSON_PARTS.items())
+
+
+def test_killed_run_leaves_a_temporary_that_the_next_run_removes(tmp_path: Path) -> None:
+    # what a kill -9 during writing leaves: the hidden temporary folder of the output
+    stale = tmp_path / ".d.tmp-abc123"
+    (stale / "images").mkdir(parents=True)
+    (stale / "images" / "x.png").write_bytes(b"partial")
+    stale_old = tmp_path / ".d.tmp-old-1234abcd"  # killed between the two renames
+    stale_old.mkdir()
+    other = tmp_path / ".other.tmp-zzz"  # another output's temporary: not ours to delete
+    other.mkdir()
+    assert main(["synth", "--out", str(tmp_path / "d"), "--layout", "nyudv2", "--n", "1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-zzz", "d"]

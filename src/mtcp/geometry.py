@@ -2,8 +2,10 @@
 
 Camera frame of :mod:`mtcp.tasks`: x right, y down, z forward; pixel ``(v, u)`` (row, column)
 of depth ``z`` (metres along z) back-projects to ``P = ((u - cx) z / fx, (v - cy) z / fy, z)``
-with intrinsics ``fx, fy, cx, cy`` in pixels of the image. See :mod:`mtcp.metrics.coherence`
-for how the smoothness test and the discontinuities are defined.
+with intrinsics ``fx, fy, cx, cy`` in pixels of the image. See
+:mod:`mtcp.metrics.functional.coherence` for how the smoothness test and the discontinuities
+are defined. Any image size is accepted: along an axis of one pixel there is no neighbour pair,
+so nothing is smooth and no discontinuity is marked across it (never an error).
 
 The torch functions accept tensors in the batched conventions of :mod:`mtcp.tasks` (or one image
 without the batch dimension) and numpy arrays of one image in the raw-sample layout (depth
@@ -184,7 +186,8 @@ def geometric_discontinuities(
             side_ok = torch.roll(both, shift, dims=axis)
             edge = [slice(None)] * 3
             edge[axis] = 0 if shift == 1 else -1
-            side_ok[tuple(edge)] = False  # rolled in from the other end
+            if side_ok.shape[axis]:  # no pair at all along a 1-pixel axis
+                side_ok[tuple(edge)] = False  # rolled in from the other end
             jump &= ~side_ok | ((step - side).abs() > bound)
         if n is not None:
             na, nb = n[a], n[b]

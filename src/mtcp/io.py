@@ -106,24 +106,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
     """Delete the ``.NAME.*.tmp`` files and ``.NAME.tmp-*`` folders a killed writer left.
 
-    Only names of the patterns this module (and :func:`atomic_dir`) creates are touched.
-    Returns what was removed.
+    Only names of the patterns this module (and :func:`atomic_dir`) creates are touched, and
+    with ``name`` only the temporaries of that one target (e.g. the output folder of
+    ``mtcp synth``, whose siblings may belong to other runs). Returns what was removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for entry in folder.iterdir():
-        name = entry.name
-        if not name.startswith("."):
+        name_ = entry.name
+        if not name_.startswith(".") or (name is not None and not name_.startswith(f".{name}.")):
             continue
-        if entry.is_file() and name.endswith(TEMP_SUFFIX):
+        if entry.is_file() and name_.endswith(TEMP_SUFFIX):
             entry.unlink(missing_ok=True)
             removed.append(entry)
-        elif entry.is_dir() and ".tmp-" in name:
+        elif entry.is_dir() and ".tmp-" in name_:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed

@@ -13,8 +13,19 @@ import sys
 
 from mtcp.errors import MtcpError
 
-#: Subcommand name → module under ``mtcp.cli``; a module that is missing is skipped.
-SUBCOMMANDS = ("train", "evaluate", "predict", "synth", "benchmark", "export", "experiment")
+#: Modules under ``mtcp.cli``, one per subcommand; a module that is missing is skipped.
+SUBCOMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "synth",
+    "benchmark",
+    "export",
+    "experiment",
+    "data_report",
+    "convert",  # mtcp convert-release
+    "review",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder (must be new or empty)")
     parser.add_argument(
-        "--layout", required=True, help="on-disk layout: nyud-mt, nyudv2 or pascal-mt"
+        "--layout",
+        required=True,
+        help="on-disk layout: NYUD_MT, NYUDv2 or PASCAL_MT (or nyud-mt, nyudv2, pascal-mt)",
     )
     parser.add_argument("--n", type=int, required=True, help="number of scenes")
     parser.add_argument("--size", default="240x320", help="image size HxW (default 240x320)")
@@ -40,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtcp.data.layouts import LAYOUTS, split_counts, write_layout
+    from mtcp.data.layouts import get_layout
+    from mtcp.data.synthetic.writer import split_counts, write_layout
 
     size = parse_size(args.size)
     out = write_layout(
@@ -53,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )
     n_train, n_val = split_counts(args.n, args.val_fraction)
-    layout = LAYOUTS[args.layout]
+    layout = get_layout(args.layout)
     print(
         f"wrote {args.n} synthetic scenes ({size[0]}x{size[1]}, seed {args.seed}) to {out} "
-        f"in the {args.layout} layout: {n_train} in "
+        f"in the {layout.name} layout: {n_train} in "
         f"{layout.split.format(split=layout.splits[0])}, {n_val} in "
         f"{layout.split.format(split=layout.splits[1])}; tasks: {', '.join(layout.labels)}"
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from mtcp.errors import MtcpError
@@ -79,25 +78,8 @@ def split_args(items: list[str]) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
-def find_resume(target: str, run_root: Path) -> Path:
-    """The checkpoint to resume from for ``--resume`` (see its help)."""
-    if target == "latest":
-        candidates = sorted(
-            run_root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
-        )
-        if not candidates:
-            raise MtcpError(f"--resume: no run with checkpoints/last.ckpt under {run_root}")
-        return candidates[-1]
-    path = Path(target)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise MtcpError(f"--resume: checkpoint {path} does not exist")
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    from mtcp.engine.config import apply_overrides, config_from_dict, load_config
+    from mtcp.engine.resume import resolve_run
 
     args = _reparse(args)
     if args.resume and "=" in args.resume:  # "--resume trainer.max_epochs=20": an override
@@ -113,24 +95,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.num_nodes is not None:
         overrides.append(f"trainer.num_nodes={args.num_nodes}")
-    cfg = load_config(config or "synthetic", overrides)
-    resume = None
-    if args.resume:
-        from mtcp.engine.module import CHECKPOINT_KEY
-        from mtcp.io import load_checkpoint
-
-        resume = find_resume(args.resume, Path(cfg.run.root) / cfg.run.name)
-        if config is None:  # continue with the run's own config (plus the overrides)
-            meta = load_checkpoint(resume).get(CHECKPOINT_KEY) or {}
-            if "config" not in meta:
-                raise MtcpError(f"{resume}: not a checkpoint of mtcp train")
-            cfg = apply_overrides(config_from_dict(meta["config"], str(resume)), overrides)
+    cfg, resume = resolve_run(config, overrides, args.resume)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
 
     from mtcp.engine.callbacks import metrics_table, target_coherence
-    from mtcp.engine.trainer import train
+    from mtcp.engine.training import train
 
     _quiet_lightning()
     start = time.monotonic()
@@ -157,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             "of an untrained model have no boundaries at all: boundary_F undefined (nan), "
             "counted in boundary_n_undefined)"
         )
+    if result.weight_warnings:
+        lines += ["\nLoss weighting warnings:", *(f"  {w}" for w in result.weight_warnings)]
     lines += [
         f"\nTrained {cfg.model.name} on {cfg.data.source} in {minutes:.1f} min.",
         f"  checkpoints: {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)",

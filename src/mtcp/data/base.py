@@ -1,4 +1,4 @@
-"""What every on-disk dataset shares: checked file reading, split files, error skipping.
+"""What every on-disk dataset shares: checks, transform, tensors, error skipping.
 
 A reader subclass of :class:`FolderDataset` says where each file of a sample lives
 (:meth:`FolderDataset.files`) and how to decode it (:meth:`FolderDataset.decode`); this base
@@ -16,178 +16,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.io
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from mtcp.data.files import file_size, read_image, read_split, unique_ids
 from mtcp.data.layouts import Layout
 from mtcp.data.sample import to_tensor
 from mtcp.errors import MtcpError
-from mtcp.tasks import IGNORE_INDEX, get_task, resolve_tasks
+from mtcp.tasks import get_task, resolve_tasks
 
 log = logging.getLogger(__name__)
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample], Sample]
-
-# --------------------------------------------------------------------------- file readers
-
-
-def read_image(path: Path) -> np.ndarray:
-    """RGB image → uint8 ``[H, W, 3]``; an unreadable file raises :class:`MtcpError`."""
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-    except FileNotFoundError:
-        raise MtcpError(f"{path}: image file is missing") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise MtcpError(f"{path}: cannot read image ({err}); expected a JPEG or PNG") from None
-
-
-def read_png(path: Path, task: str) -> np.ndarray:
-    """A label PNG as stored (``uint8``/``uint16``, ``[H, W]`` or ``[H, W, 3]``)."""
-    try:
-        with Image.open(path) as img:
-            return np.array(img)
-    except FileNotFoundError:
-        raise MtcpError(f"{path}: {task} label file is missing") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise MtcpError(f"{path}: cannot read {task} label PNG ({err})") from None
-
-
-def read_npy(path: Path, task: str) -> np.ndarray:
-    """A ``.npy`` label map (no pickles)."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise MtcpError(f"{path}: {task} label file is missing") from None
-    except (OSError, ValueError, EOFError) as err:
-        raise MtcpError(f"{path}: cannot read {task} .npy file ({err})") from None
-
-
-def read_mat(path: Path, task: str, **kwargs: Any) -> dict[str, Any]:
-    """A MATLAB ``.mat`` file as :func:`scipy.io.loadmat` (``kwargs``) returns it."""
-    try:
-        return scipy.io.loadmat(path, **kwargs)
-    except FileNotFoundError:
-        raise MtcpError(f"{path}: {task} label file is missing") from None
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
-        raise MtcpError(f"{path}: cannot read {task} .mat file ({err})") from None
-
-
-def file_size(path: Path) -> tuple[int, ...] | None:
-    """Array shape of an image/PNG/NPY file read from its header only (``None`` if unknown)."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape[:2])
-    if suffix in (".png", ".jpg", ".jpeg"):
-        with Image.open(path) as img:
-            return img.size[1], img.size[0]
-    return None
-
-
-# --------------------------------------------------------------------------- decoders
-
-
-def shift_void(label: np.ndarray, classes: int, path: Path, task: str) -> np.ndarray:
-    """NYUD semseg: stored ``0`` = void, ``1..C`` = classes ``0..C-1`` → void becomes 255."""
-    check_classes(label, classes, path, task, offset=1)
-    out = label.astype(np.int16) - 1
-    out[(label == 0) | (label == IGNORE_INDEX)] = IGNORE_INDEX
-    return out.astype(np.uint8)
-
-
-def check_classes(
-    label: np.ndarray, classes: int, path: Path, task: str, offset: int = 0
-) -> np.ndarray:
-    """Raise unless every value of a class map is a class id or 255 (ignore).
-
-    Files store class ``c`` as ``c + offset``; values below ``offset`` mean void (NYUD: 1).
-    """
-    if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
-        raise MtcpError(
-            f"{path}: {task} labels must be a single-channel integer map, got "
-            f"{label.dtype} with shape {label.shape}"
-        )
-    top = classes + offset
-    if label.size and (int(label.max()) >= top or int(label.min()) < 0):
-        bad = label[((label >= top) | (label < 0)) & (label != IGNORE_INDEX)]
-        if bad.size:
-            value = int(bad[0])
-            what = f" (class {value - offset})" if offset else ""
-            void = f"{offset - 1} (void), " if offset else ""
-            raise MtcpError(
-                f"{path}: {task} label value {value}{what} is outside the task's {classes} "
-                f"classes; expected {void}{offset} .. {top - 1} or {IGNORE_INDEX} (ignore)"
-            )
-    return label.astype(np.uint8)
-
-
-def decode_png_normals(value: np.ndarray, path: Path) -> np.ndarray:
-    """Normals PNG (``2·value/255 − 1``) → unit float32 ``[H, W, 3]``, invalid → zero.
-
-    8-bit quantisation leaves valid vectors within ~1 % of unit length; pixels whose decoded
-    length is far from 1 (e.g. stored as 0 or 128 grey for "no normal") are invalid.
-    """
-    if value.ndim != 3 or value.shape[2] < 3:
-        raise MtcpError(f"{path}: normals PNG must be RGB, got shape {value.shape}")
-    n = value[..., :3].astype(np.float32) * np.float32(2 / 255) - 1
-    length = np.linalg.norm(n, axis=2, keepdims=True)
-    ok = np.abs(length - 1) < 0.1
-    return np.where(ok, n / np.maximum(length, 1e-6), 0).astype(np.float32)
-
-
-def decode_npy_normals(value: np.ndarray, path: Path) -> np.ndarray:
-    """Normals ``.npy`` (``[H, W, 3]`` unit vectors, zero = invalid) → float32."""
-    if value.ndim != 3 or value.shape[2] != 3:
-        raise MtcpError(f"{path}: normals must have shape [H, W, 3], got {value.shape}")
-    n = value.astype(np.float32)
-    if not np.isfinite(n.sum()):  # rare: find the bad pixels only then
-        n[~np.isfinite(n).all(axis=2)] = 0
-    return n
-
-
-def decode_depth(value: np.ndarray, path: Path, scale: float = 1.0) -> np.ndarray:
-    """Depth map (``[H, W]`` or ``[H, W, 1]``) times ``scale`` → metres, invalid → 0."""
-    if value.ndim == 3 and value.shape[2] == 1:
-        value = value[..., 0]
-    if value.ndim != 2:
-        raise MtcpError(f"{path}: depth must have shape [H, W], got {value.shape}")
-    d = value.astype(np.float32)
-    if scale != 1:
-        d *= np.float32(scale)
-    if not (np.isfinite(d.sum()) and d.min() >= 0):
-        d[~np.isfinite(d) | (d < 0)] = 0
-    return d
-
-
-def decode_binary(value: np.ndarray, path: Path, task: str, png: bool) -> np.ndarray:
-    """Edge / saliency map → 0/1, keeping 255 = ignore for ``.npy`` maps.
-
-    PNG maps store ``value/255`` (positive when > 0.5); ``.npy`` maps store values in
-    ``[0, 1]`` (positive when > 0.5) and may mark ignored pixels with 255.
-    """
-    if value.ndim == 3:
-        value = value[..., 0]
-    if value.ndim != 2:
-        raise MtcpError(f"{path}: {task} must be a single-channel map, got {value.shape}")
-    if png:
-        return (value.astype(np.float32) > 127.5).astype(np.uint8)
-    ignore = value == IGNORE_INDEX
-    out = (value > 0.5).astype(np.uint8)
-    out[ignore] = IGNORE_INDEX
-    return out
-
-
-def read_split(path: Path) -> list[str]:
-    """Sample ids of a split file (one per line; blank lines ignored)."""
-    if not path.is_file():
-        raise MtcpError(f"{path}: split file is missing")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise MtcpError(f"{path}: split file lists no samples")
-    return ids
-
 
 # --------------------------------------------------------------------------- dataset
 
@@ -215,16 +56,33 @@ class FolderDataset(torch.utils.data.Dataset):
         ids: explicit sample ids instead of the split file.
     """
 
-    #: Layout name reported by :func:`mtcp.data.build.detect_layout`.
+    # Everything mtcp knows about a layout is declared here, on its reader class: adding a
+    # layout means adding one subclass (and listing it in mtcp.data.build.READER_CLASSES).
+
+    #: Layout name reported by :func:`mtcp.data.build.detect_layout` (``file_layout.name``).
     layout = "folder"
     #: Relative paths of the image, label and split files of a benchmark layout.
     file_layout: ClassVar[Layout]
+    #: Tasks selected when none are asked for (``None``: every task the folder labels).
+    default_tasks: ClassVar[tuple[str, ...] | None] = None
     #: Default number of classes of the ``"classes"`` tasks in this layout.
     default_classes: Mapping[str, int] = {}
+    #: Augmentation recipe of the training splits with ``recipe="auto"``.
+    train_recipe: ClassVar[str] = "nyud_train"
+    #: Evaluation size ``(H, W)`` of the benchmark (``None``: each file's own size).
+    test_size: ClassVar[tuple[int, int] | None] = None
+    #: Benchmark whose boundary tolerance the edge metric uses (``build_metrics(dataset=)``).
+    metrics_dataset: ClassVar[str] = "nyud"
+    #: What a folder of this layout holds, for the "unknown layout" message.
+    signature: ClassVar[str] = ""
     #: Whether a missing label file means "not labelled" (True) rather than an error.
     partial_labels = False
     #: Class names per ``"classes"`` task, where the layout knows them.
     class_names: ClassVar[dict[str, list[str]]] = {}
+    #: Signs that turn the stored normals into mtcp's frame (x right, y down, z forward), per
+    #: axis; ``(1, 1, -1)`` for files whose z points towards the camera. See
+    #: :mod:`mtcp.data.normals_frame`, which checks the declaration against the depth labels.
+    normals_signs: tuple[int, int, int] = (1, 1, 1)
 
     def __init__(
         self,
@@ -249,9 +107,25 @@ class FolderDataset(torch.utils.data.Dataset):
         self.skip_errors = skip_errors
         self.skipped: list[tuple[str, str]] = []
         all_ids = list(ids) if ids is not None else self.split_ids(split)
-        self.ids = self._verify(all_ids, verify)
+        self.ids = self._verify(unique_ids(all_ids, self.root), verify)
 
     # -- hooks for layouts ------------------------------------------------------------------
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        """Whether folder ``root`` holds this layout (see :func:`mtcp.data.build.detect_layout`)."""
+        return False
+
+    @classmethod
+    def file_split(cls, split: str) -> str:
+        """The layout's split holding mtcp split ``split`` (``val`` is carved from ``train``).
+
+        Benchmark layouts: their first split file is the training split, their last the test
+        split (NYUD ``gt_sets/val.txt``, PASCAL ``ImageSets/Context/val.txt``); other folders
+        name them ``train`` and ``test``.
+        """
+        names = cls.file_layout.splits if hasattr(cls, "file_layout") else ("train", "test")
+        return names[-1] if split == "test" else names[0]
 
     def split_ids(self, split: str) -> list[str]:
         """Ids of ``split`` (from the layout's split file)."""
@@ -329,6 +203,8 @@ class FolderDataset(torch.utils.data.Dataset):
             value = self.decode(task, path, hw)
             if value.shape[:2] != hw:
                 raise MtcpError(_size_message(path, task, value.shape[:2], hw))
+            if get_task(task).kind == "normals" and self.normals_signs != (1, 1, 1):
+                value = value * np.asarray(self.normals_signs, dtype=np.float32)
             raw[task] = value
         raw["intrinsics"] = self.intrinsics(hw)
         raw["orig_size"] = hw
@@ -360,9 +236,9 @@ class FolderDataset(torch.utils.data.Dataset):
         return out
 
     def subset(self, ids: Sequence[str], transform: Transform | None = None) -> FolderDataset:
-        """A copy restricted to ``ids`` (in that order) with another transform."""
+        """A copy restricted to ``ids`` (in that order, repeats dropped) with another transform."""
         out = copy.copy(self)
-        out.ids = list(ids)
+        out.ids = unique_ids(ids, self.root)
         out.transform = transform
         out.skipped = list(self.skipped)
         return out

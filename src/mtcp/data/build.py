@@ -17,7 +17,6 @@ Split names are mtcp's, the same for every source:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtcp.data.base import FolderDataset
-from mtcp.data.folder import OwnDataset, find_config
+from mtcp.data.base import FolderDataset, unique_ids
+from mtcp.data.coverage import check_label_coverage
+from mtcp.data.folder import OwnDataset
+from mtcp.data.normals_frame import check_once
 from mtcp.data.nyud import NYUDDataset, NYUDv2Dataset
 from mtcp.data.pascal import PascalDataset
 from mtcp.data.transforms import Compose, PadTo, build_recipe
@@ -36,25 +37,17 @@ from mtcp.tasks import get_task, resolve_tasks
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "train_full")
-READERS: dict[str, type[FolderDataset]] = {
-    "NYUD_MT": NYUDDataset,
-    "NYUDv2": NYUDv2Dataset,
-    "PASCAL_MT": PascalDataset,
-    "own": OwnDataset,
-}
-#: Tasks selected when ``tasks=None``.
-DEFAULT_TASKS = {
-    "NYUD_MT": ("semseg", "depth", "normals", "edge"),
-    "NYUDv2": ("semseg", "depth", "normals", "edge"),
-    "PASCAL_MT": ("semseg", "human_parts", "sal", "normals", "edge"),
-    "synthetic": ("semseg", "depth", "normals", "edge"),
-}
-#: Augmentation recipe of the training split with ``recipe="auto"``.
-TRAIN_RECIPE = {"PASCAL_MT": "pascal_train"}
-#: Evaluation size (H, W) of the benchmarks with ``size=None`` (others: the file's size).
-TEST_SIZE = {"NYUD_MT": (480, 640), "NYUDv2": (480, 640), "PASCAL_MT": (512, 512)}
-#: Split file of the benchmark layouts holding each mtcp split (own data: "test" is "test").
-LAYOUT_SPLIT = {"train": "train", "val": "train", "train_full": "train", "test": "val"}
+#: The readers, in detection order; each declares its layout's facts (default tasks, classes,
+#: recipe, test size, normals frame, metrics) on its class (:class:`FolderDataset`).
+READER_CLASSES: tuple[type[FolderDataset], ...] = (
+    NYUDDataset,
+    NYUDv2Dataset,
+    PascalDataset,
+    OwnDataset,
+)
+READERS: dict[str, type[FolderDataset]] = {r.layout: r for r in READER_CLASSES}
+#: Tasks of the built-in synthetic scenes when ``tasks=None``.
+SYNTHETIC_TASKS = ("semseg", "depth", "normals", "edge")
 SYNTHETIC_SIZE = (96, 128)
 SYNTHETIC_N = {"train": 64, "test": 16}
 
@@ -64,22 +57,11 @@ def detect_layout(root: str | Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise MtcpError(f"{root}: dataset folder does not exist")
-    if (root / "gt_sets").is_dir() and (root / "images").is_dir():
-        with os.scandir(root / "images") as entries:
-            exts = {Path(e.name).suffix.lower() for e in entries}
-        if ".jpg" in exts:
-            return "NYUD_MT"
-        if ".png" in exts:
-            return "NYUDv2"
-        raise MtcpError(f"{root / 'images'}: NYUD layout without .jpg or .png images")
-    if (root / "JPEGImages").is_dir() and (root / "ImageSets" / "Context").is_dir():
-        return "PASCAL_MT"
-    if find_config(root) is not None:
-        return "own"
-    raise MtcpError(
-        f"{root}: unknown dataset layout; expected images/ + gt_sets/ (NYUD), JPEGImages/ + "
-        "ImageSets/Context/ (PASCAL_MT) or images/ + dataset.yaml (own data)"
-    )
+    for reader in READER_CLASSES:
+        if reader.matches(root):
+            return reader.layout
+    expected = ", ".join(dict.fromkeys(r.signature for r in READER_CLASSES))
+    raise MtcpError(f"{root}: unknown dataset layout; expected one of: {expected}")
 
 
 def carve_validation(
@@ -88,10 +70,12 @@ def carve_validation(
     """Split ``ids`` into ``(train, val)`` deterministically; both keep the input order.
 
     ``val`` holds ``round(val_fraction · n)`` items (at least one when ``val_fraction > 0``),
-    chosen by a permutation seeded with ``seed``.
+    chosen by a permutation seeded with ``seed``. Repeated ids are kept once (with a warning),
+    so no validation item is ever also a training item.
     """
     if not 0 <= val_fraction < 1:
         raise MtcpError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    ids = unique_ids(ids, "the training split")
     n = len(ids)
     n_val = max(1, round(val_fraction * n)) if val_fraction > 0 else 0
     if n_val >= n:
@@ -103,17 +87,20 @@ def carve_validation(
 def make_transform(
     recipe: str | None,
     split: str,
-    layout: str,
+    reader: type[FolderDataset] | None,
     size: tuple[int, int] | None,
     pad_to: tuple[int, int] | None = None,
 ) -> Compose | None:
-    """The joint transform of ``split``: ``recipe`` (``"auto"`` = the layout's train recipe
-    for ``train``/``train_full``, ``"test"`` otherwise) then an optional pad."""
+    """The joint transform of ``split``: ``recipe`` (``"auto"`` = the reader's train recipe
+    for ``train``/``train_full``, ``"test"`` otherwise) then an optional pad.
+
+    ``reader`` is the layout's reader class (``None``: synthetic scenes).
+    """
     if recipe == "auto":
         training = split in ("train", "train_full")
-        recipe = TRAIN_RECIPE.get(layout, "nyud_train") if training else "test"
-    if size is None and recipe in (None, "test"):
-        size = TEST_SIZE.get(layout)
+        recipe = (reader.train_recipe if reader else "nyud_train") if training else "test"
+    if size is None and recipe in (None, "test") and reader is not None:
+        size = reader.test_size
     transform = build_recipe(recipe, size)
     if pad_to is None:
         return transform
@@ -134,6 +121,7 @@ def build_dataset(
     skip_errors: bool = False,
     verify: str = "header",
     n: int | None = None,
+    check_labels: bool = True,
 ) -> torch.utils.data.Dataset:
     """A dataset of tensor samples (see :mod:`mtcp.tasks`) for one split.
 
@@ -150,8 +138,13 @@ def build_dataset(
         val_fraction, seed: how the validation split is carved from the training split.
         pad_to: pad bottom/right to this ``(H, W)`` after the recipe (e.g. 448x576 for the
             ATRC NYUDv2 evaluation).
-        skip_errors, verify: see :class:`mtcp.data.base.FolderDataset`.
+        skip_errors, verify: see :class:`mtcp.data.base.FolderDataset`; unless ``verify`` is
+            ``"none"``, training splits are checked to hold valid labels of every task
+            (:func:`mtcp.data.coverage.check_label_coverage`) and the normals' camera frame is
+            checked once per folder (:func:`mtcp.data.normals_frame.check_normals_frame`).
         n: synthetic only: number of scenes of the training (default 64) or test (16) pool.
+        check_labels: on training splits, refuse a task without any valid label (false for
+            tools that describe a dataset rather than train on it).
 
     Returns:
         a ``Dataset`` whose items are tensor samples plus ``orig_size`` and ``valid_size``,
@@ -168,17 +161,25 @@ def build_dataset(
     layout = detect_layout(root)
     log.info("%s: detected the %s layout", root, layout)
     reader = READERS[layout]
-    if tasks is None and layout in DEFAULT_TASKS:
-        tasks = DEFAULT_TASKS[layout]
-    file_split = "test" if layout == "own" and split == "test" else LAYOUT_SPLIT[split]
-    transform = make_transform(recipe, split, layout, size, pad_to)
+    if tasks is None:
+        tasks = reader.default_tasks
+    transform = make_transform(recipe, split, reader, size, pad_to)
     dataset = reader(
-        root, file_split, tasks, transform=transform, skip_errors=skip_errors, verify=verify
+        root,
+        reader.file_split(split),
+        tasks,
+        transform=transform,
+        skip_errors=skip_errors,
+        verify=verify,
     )
-    if split not in ("train", "val") or val_fraction == 0:
-        return dataset
-    train_ids, val_ids = carve_validation(dataset.ids, val_fraction, seed)
-    return dataset.subset(train_ids if split == "train" else val_ids, transform)
+    if verify != "none":
+        check_once(dataset)
+    if split in ("train", "val") and val_fraction > 0:
+        train_ids, val_ids = carve_validation(dataset.ids, val_fraction, seed)
+        dataset = dataset.subset(train_ids if split == "train" else val_ids, transform)
+    if check_labels and verify != "none" and split in ("train", "train_full"):
+        check_label_coverage(dataset)  # fails `mtcp train` at setup, before any step
+    return dataset
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -210,11 +211,12 @@ def _synthetic(
     pad_to: tuple[int, int] | None,
     n: int | None,
 ) -> torch.utils.data.Dataset:
+    # lazy: only synthetic sources load the numba renderer, never the real-data readers
     from mtcp.data.synthetic import SYNTHETIC_CLASSES, SyntheticScenes
 
     size = (int(size[0]), int(size[1])) if size else SYNTHETIC_SIZE
     if tasks is None:
-        tasks = DEFAULT_TASKS["synthetic"]
+        tasks = SYNTHETIC_TASKS
     if not isinstance(tasks, Mapping):
         tasks = {
             t: len(SYNTHETIC_CLASSES) if t == "semseg" else get_task(t).channels for t in tasks
@@ -224,7 +226,7 @@ def _synthetic(
     count = n or SYNTHETIC_N[pool_split]
     # The test pool uses another seed, so its scenes never repeat training scenes.
     pool_seed = seed if pool_split == "train" else seed + 1
-    transform = make_transform(recipe, split, "synthetic", size, pad_to)
+    transform = make_transform(recipe, split, None, size, pad_to)
     pool = SyntheticScenes(count, size=size, seed=pool_seed, tasks=resolved, transform=transform)
     indices = list(range(count))
     if split in ("train", "val") and val_fraction > 0:

@@ -15,6 +15,8 @@ Layout::
       semseg: [wall, floor, chair]         # class names; their count is the number of classes
     depth:
       units: mm                            # m (default), cm or mm; or scale: metres per unit
+    normals:
+      z: towards_camera                    # forward (default: mtcp's frame) or towards_camera
     camera:                                # optional pinhole camera of the images
       fx: 518.9
       fy: 519.5
@@ -26,10 +28,11 @@ Layout::
       train: splits/train.txt
 
 Label files: class maps (PNG/NPY integers, 255 = ignore); depth (NPY float or 16-bit PNG,
-times the depth scale, 0 = invalid); normals (NPY ``[H, W, 3]`` unit vectors in mtcp's camera
-frame, or PNG ``2·v/255 − 1``); edge / sal (PNG ``v/255`` or NPY in ``[0, 1]``, 255 =
-ignore). A task may be missing for some images (partial labels): those samples have
-``labelled[task] = False`` and their loss is masked.
+times the depth scale, 0 = invalid); normals (NPY ``[H, W, 3]`` unit vectors, or PNG
+``2·v/255 − 1``; x right, y down and z as ``normals.z`` says, converted to mtcp's z forward);
+edge / sal (PNG ``v/255`` or NPY in ``[0, 1]``, 255 = ignore). A task may be missing for some
+images (partial labels): those samples have ``labelled[task] = False`` and their loss is
+masked.
 
 Splits: ``splits[<split>]`` in the config, else ``splits/<split>.txt``; ``"all"`` is every
 image, and so is ``"train"`` when the folder defines no split at all.
@@ -45,8 +48,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mtcp.data.base import (
-    FolderDataset,
+from mtcp.data.base import FolderDataset
+from mtcp.data.files import (
     check_classes,
     decode_binary,
     decode_depth,
@@ -56,6 +59,7 @@ from mtcp.data.base import (
     read_png,
     read_split,
 )
+from mtcp.data.layouts import TOWARDS_CAMERA
 from mtcp.errors import MtcpError
 from mtcp.geometry import scale_intrinsics
 from mtcp.tasks import get_task
@@ -64,6 +68,8 @@ CONFIG_NAMES = ("dataset.yaml", "dataset.yml", "dataset.json")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 LABEL_EXTS = (".png", ".npy")
 DEPTH_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+#: ``normals.z`` of ``dataset.yaml`` → signs from the stored normals to mtcp's frame.
+NORMALS_Z = {"forward": (1, 1, 1), "towards_camera": TOWARDS_CAMERA}
 
 
 def find_config(root: Path) -> Path | None:
@@ -92,6 +98,11 @@ class OwnDataset(FolderDataset):
 
     layout = "own"
     partial_labels = True
+    signature = "images/ + dataset.yaml (own data)"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return find_config(root) is not None
 
     def __init__(
         self,
@@ -119,6 +130,7 @@ class OwnDataset(FolderDataset):
         if missing:
             raise MtcpError(f"{path}: task(s) {missing} not labelled here; available: {known}")
         self.depth_scale = self._depth_scale()
+        self.normals_signs = self._normals_signs()
         images = root / "images"
         if not images.is_dir():
             raise MtcpError(f"{images}: image folder is missing")
@@ -138,6 +150,15 @@ class OwnDataset(FolderDataset):
                 f"{', '.join(DEPTH_UNITS)} or give 'scale' (metres per stored unit)"
             )
         return DEPTH_UNITS[units]
+
+    def _normals_signs(self) -> tuple[int, int, int]:
+        z = (self.config.get("normals") or {}).get("z", "forward")
+        if z not in NORMALS_Z:
+            raise MtcpError(
+                f"{self.config_path}: normals z {z!r} unknown; expected one of "
+                f"{', '.join(NORMALS_Z)} (the direction the stored z axis points)"
+            )
+        return NORMALS_Z[z]
 
     def split_ids(self, split: str) -> list[str]:
         splits = self.config.get("splits") or {}

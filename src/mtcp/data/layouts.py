@@ -1,42 +1,38 @@
-"""The on-disk dataset layouts of SPEC §2.1–2.2, and a writer that fills them with synthetic scenes.
+"""The on-disk dataset layouts of SPEC §2.1–2.2: where each file of a sample lives.
 
-Three layouts exist (:data:`LAYOUTS`); each names, relative to the dataset root, the image file,
-one label file per task and the split files (``{id}`` is the file stem, ``{split}`` is
-``train`` or ``val``):
+Three layouts exist (:data:`LAYOUTS`, named as :func:`mtcp.data.build.detect_layout` names
+them); each gives, relative to the dataset root, the image file, one label file per task and
+the split files (``{id}`` is the file stem, ``{split}`` is ``train`` or ``val``), and the camera
+frame of its normals:
 
-- ``nyud-mt`` (NYUD_MT, MTI-Net lineage): JPEG images; ``segmentation`` PNG with 0 = void and
+- ``NYUD_MT`` (MTI-Net lineage): JPEG images; ``segmentation`` PNG with 0 = void and
   ``1..C`` = class ``0..C-1``; ``depth`` NPY float32 metres (0 = missing); ``normals`` NPY
   float32 ``H x W x 3``; ``edge`` NPY float32 0/1.
-- ``nyudv2`` (ATRC lineage): PNG images; the same ``segmentation`` and ``depth``; ``normals``
+- ``NYUDv2`` (ATRC lineage): PNG images; the same ``segmentation`` and ``depth``; ``normals``
   RGB PNG holding ``round((n + 1) * 255 / 2)`` (read back as ``2 * value / 255 - 1``);
   ``edge`` PNG 0/255.
-- ``pascal-mt`` (PASCAL_MT): JPEG images; ``semseg/pascal-context`` PNG with the 21 ids of
-  :data:`PASCAL_CLASSES`; ``human_parts`` MAT (PASCAL-Part ``anno`` struct, see
-  :func:`encode_pascal_parts`); ``sal_distill`` PNG 0/255; ``normals_distill`` RGB PNG encoded
-  like ``nyudv2``; ``pascal-context/trainval`` MAT whose ``LabelMap`` (uint16) changes give the
-  boundaries.
+- ``PASCAL_MT``: JPEG images; ``semseg/pascal-context`` PNG with the 21 ids of
+  :data:`PASCAL_CLASSES`; ``human_parts`` MAT (PASCAL-Part ``anno`` struct);
+  ``sal_distill`` PNG 0/255; ``normals_distill`` RGB PNG encoded like ``NYUDv2``;
+  ``pascal-context/trainval`` MAT whose ``LabelMap`` (uint16 PASCAL-Context ids) changes give
+  the boundaries and whose classes say where the normals are valid
+  (:func:`pascal_normals_valid_classes`).
 
-Normals are written in the camera frame of :mod:`mtcp.tasks` (x right, y down, z forward).
-:func:`write_layout` renders synthetic scenes (:mod:`mtcp.data.synthetic`) into a layout; the
-dataset readers live in :mod:`mtcp.data.nyud` and :mod:`mtcp.data.pascal`.
+All three store normals with z towards the camera (:data:`TOWARDS_CAMERA`); readers convert
+them to mtcp's frame (x right, y down, z forward). The readers live in :mod:`mtcp.data.nyud`
+and :mod:`mtcp.data.pascal`; :mod:`mtcp.data.synthetic.writer` writes synthetic scenes into
+these layouts.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
+import functools
+import json
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from typing import Any
 
-import numpy as np
-import scipy.io
-from PIL import Image
-
-from mtcp.data.synthetic import SYNTHETIC_CLASSES, RenderedScene, render_scene_full
 from mtcp.errors import MtcpError
-from mtcp.tasks import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -44,11 +40,15 @@ class Layout:
     """Relative paths of one on-disk layout.
 
     Attributes:
-        name: layout key (``mtcp synth --layout``).
+        name: the layout's name, the same everywhere: :func:`mtcp.data.build.detect_layout`,
+            the readers' ``layout``, ``mtcp synth --layout`` (which also accepts the
+            lower-case spellings ``nyud-mt``, ``nyudv2``, ``pascal-mt``; :func:`get_layout`).
         image: image path pattern, e.g. ``"images/{id}.jpg"``.
         labels: task → label path pattern.
         split: split file pattern, e.g. ``"gt_sets/{split}.txt"`` (one id per line).
         splits: split names; the last is the evaluation split.
+        normals_signs: per-axis signs from the stored normals to mtcp's frame (x right,
+            y down, z forward); ``(1, 1, -1)``: the files' z points towards the camera.
     """
 
     name: str
@@ -56,6 +56,7 @@ class Layout:
     labels: dict[str, str]
     split: str
     splits: tuple[str, ...] = ("train", "val")
+    normals_signs: tuple[int, int, int] = (1, 1, 1)
 
     def paths(self, sample_id: str) -> dict[str, str]:
         """``{"image": ..., task: ...}`` relative paths of one sample."""
@@ -64,8 +65,12 @@ class Layout:
         return out
 
 
+#: The NYU Depth v2 normals frame (its toolbox: red = right, green = down, blue = towards the
+#: camera), also that of the PASCAL distilled normals (predicted by a NYUD-trained network).
+TOWARDS_CAMERA = (1, 1, -1)
+
 NYUD_MT = Layout(
-    "nyud-mt",
+    "NYUD_MT",
     image="images/{id}.jpg",
     labels={
         "semseg": "segmentation/{id}.png",
@@ -74,9 +79,10 @@ NYUD_MT = Layout(
         "edge": "edge/{id}.npy",
     },
     split="gt_sets/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 NYUDV2 = Layout(
-    "nyudv2",
+    "NYUDv2",
     image="images/{id}.png",
     labels={
         "semseg": "segmentation/{id}.png",
@@ -85,9 +91,10 @@ NYUDV2 = Layout(
         "edge": "edge/{id}.png",
     },
     split="gt_sets/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 PASCAL_MT = Layout(
-    "pascal-mt",
+    "PASCAL_MT",
     image="JPEGImages/{id}.jpg",
     labels={
         "semseg": "semseg/pascal-context/{id}.png",
@@ -97,8 +104,26 @@ PASCAL_MT = Layout(
         "edge": "pascal-context/trainval/{id}.mat",
     },
     split="ImageSets/Context/{split}.txt",
+    normals_signs=TOWARDS_CAMERA,
 )
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (NYUD_MT, NYUDV2, PASCAL_MT)}
+
+
+def _spelling(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def get_layout(name: str) -> Layout:
+    """The layout called ``name``, in any case and with or without ``-`` / ``_``
+    (``NYUD_MT``, ``nyud-mt`` and ``nyud_mt`` are one layout)."""
+    for layout in LAYOUTS.values():
+        if _spelling(layout.name) == _spelling(str(name)):
+            return layout
+    raise MtcpError(
+        f"unknown layout {name!r}; choose from: {', '.join(LAYOUTS)} "
+        "(or nyud-mt, nyudv2, pascal-mt)"
+    )
+
 
 #: The 21 PASCAL-Context classes of the PASCAL_MT semseg PNGs (0 = background).
 PASCAL_CLASSES: list[str] = [
@@ -119,220 +144,43 @@ PASCAL_PART_GROUPS: dict[str, int] = {
     **dict.fromkeys(("luleg", "ruleg"), 5),
     **dict.fromkeys(("llleg", "rlleg", "lfoot", "rfoot"), 6),
 }
-#: Synthetic class → PASCAL class written into the PASCAL_MT layout (room surfaces → background).
-SYNTHETIC_TO_PASCAL: dict[str, str] = {
-    "floor": "background",
-    "ceiling": "background",
-    "wall": "background",
-    "door": "background",
-    "window": "background",
-    "rug": "background",
-    "picture": "tvmonitor",
-    "box": "sofa",
-    "table": "diningtable",
-    "sphere": "pottedplant",
-    "cylinder": "bottle",
-    "person": "person",
-}
-_TO_PASCAL_ID = np.array(
-    [PASCAL_CLASSES.index(SYNTHETIC_TO_PASCAL[c]) for c in SYNTHETIC_CLASSES], dtype=np.uint8
+
+
+@functools.cache
+def pascal_normals_valid_classes() -> dict[int, str]:
+    """LabelMap id → name of the 170 PASCAL-Context classes with valid distilled normals.
+
+    Those that also exist among the NYUD-v2 classes (SPEC §2.2); any other id, 0 included, has
+    invalid (zero) normals. Read from the package file ``pascal_normals_valid_classes.json``.
+    """
+    text = resources.files("mtcp.data").joinpath("pascal_normals_valid_classes.json").read_text()
+    names = json.loads(text)["names"]
+    return {int(k): str(v) for k, v in names.items()}
+
+
+#: Names that moved to :mod:`mtcp.data.synthetic.writer` (importing it here would load the
+#: numba renderer into every real-data reader).
+_MOVED_TO_WRITER = (
+    "MAX_SCENES",
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "SYNTHETIC_TO_PASCAL",
+    "SYNTHETIC_TO_PASCAL_CONTEXT",
+    "check_size",
+    "encode_normals_png",
+    "encode_nyud_semseg",
+    "encode_pascal_parts",
+    "encode_pascal_semseg",
+    "person_prob_for",
+    "split_counts",
+    "write_layout",
 )
 
-MIN_SIDE = 32
-MAX_SIDE = 4096
-MAX_SCENES = 1_000_000
 
+def __getattr__(name: str) -> Any:
+    # the old import path of the writer; lazy so that the readers never load the renderer
+    if name in _MOVED_TO_WRITER:
+        from mtcp.data.synthetic import writer
 
-# ---------------------------------------------------------------------------------- encoders
-def encode_nyud_semseg(semseg: np.ndarray) -> np.ndarray:
-    """Class ids (255 = ignore) → NYUD PNG values: 0 = void, ``1..C`` = class ``0..C-1``."""
-    return np.where(semseg == IGNORE_INDEX, 0, semseg.astype(np.int64) + 1).astype(np.uint8)
-
-
-def encode_normals_png(normals: np.ndarray) -> np.ndarray:
-    """Unit normals ``[H, W, 3]`` → uint8 RGB ``round((n + 1) * 255 / 2)``."""
-    return np.clip(np.rint((normals + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def encode_pascal_semseg(semseg: np.ndarray) -> np.ndarray:
-    """Synthetic class ids → PASCAL 21-class ids (uint8; 255 stays ignore)."""
-    out = np.take(_TO_PASCAL_ID, np.minimum(semseg, len(_TO_PASCAL_ID) - 1))
-    return np.where(semseg == IGNORE_INDEX, IGNORE_INDEX, out).astype(np.uint8)
-
-
-def encode_pascal_parts(scene: RenderedScene) -> dict[str, np.ndarray]:
-    """The PASCAL-Part ``anno`` struct of a scene, ready for :func:`scipy.io.savemat`.
-
-    ``anno`` has ``imname`` and ``objects`` (1 x K, one per visible object): ``class``,
-    ``class_ind`` (PASCAL id, person = 15), ``mask`` (uint8 H x W) and ``parts`` (1 x P of
-    ``part_name`` and ``mask`` for people; an empty 0 x 0 array for other objects).
-    """
-    surf = scene.surface
-    obj_of = np.array([s.obj for s in scene.surfaces])
-    obj_map = np.take(obj_of, surf)
-    objects = []
-    for obj in sorted(set(obj_of[obj_of >= 0].tolist())):
-        mask = obj_map == obj
-        if not mask.any():
-            continue
-        owned = [i for i, s in enumerate(scene.surfaces) if s.obj == obj]
-        cls = SYNTHETIC_TO_PASCAL[SYNTHETIC_CLASSES[scene.surfaces[owned[0]].cls]]
-        parts: list[tuple[str, np.ndarray]] = []
-        for name in dict.fromkeys(scene.surfaces[i].part for i in owned if scene.surfaces[i].part):
-            ids = [i for i in owned if scene.surfaces[i].part == name]
-            part_mask = np.isin(surf, ids)
-            if part_mask.any():
-                parts.append((name, part_mask.astype(np.uint8)))
-        if parts:
-            part_arr = np.zeros((1, len(parts)), dtype=[("part_name", "O"), ("mask", "O")])
-            for j, part in enumerate(parts):
-                part_arr[0, j] = part
-        else:
-            part_arr = np.zeros((0, 0))
-        class_ind = np.array([[PASCAL_CLASSES.index(cls)]], dtype=np.float64)
-        objects.append((cls, class_ind, mask.astype(np.uint8), part_arr))
-    fields = [("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
-    obj_arr = np.zeros((1, len(objects)), dtype=fields)
-    for j, entry in enumerate(objects):
-        obj_arr[0, j] = entry
-    anno = np.zeros((1, 1), dtype=[("imname", "O"), ("objects", "O")])
-    anno[0, 0] = (scene.sample["id"], obj_arr)
-    return {"anno": anno}
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    Image.fromarray(array).save(path)
-
-
-def _save_jpg(path: Path, array: np.ndarray) -> None:
-    Image.fromarray(array).save(path, quality=95)
-
-
-def _write_sample(root: Path, layout: Layout, scene: RenderedScene) -> None:
-    raw = scene.sample
-    paths = {k: root / p for k, p in layout.paths(raw["id"]).items()}
-    if layout is PASCAL_MT:
-        _save_jpg(paths["image"], raw["image"])
-        _save_png(paths["semseg"], encode_pascal_semseg(raw["semseg"]))
-        scipy.io.savemat(paths["human_parts"], encode_pascal_parts(scene))
-        _save_png(paths["sal"], (raw["sal"] > 0.5).astype(np.uint8) * 255)
-        _save_png(paths["normals"], encode_normals_png(raw["normals"]))
-        label_map = raw["semseg"].astype(np.uint16) + 1  # only its changes matter (boundaries)
-        scipy.io.savemat(paths["edge"], {"LabelMap": label_map})
-        return
-    save_image = _save_jpg if layout is NYUD_MT else _save_png
-    save_image(paths["image"], raw["image"])
-    _save_png(paths["semseg"], encode_nyud_semseg(raw["semseg"]))
-    np.save(paths["depth"], raw["depth"].astype(np.float32))
-    if layout is NYUD_MT:
-        np.save(paths["normals"], raw["normals"].astype(np.float32))
-        np.save(paths["edge"], raw["edge"].astype(np.float32))
-    else:
-        _save_png(paths["normals"], encode_normals_png(raw["normals"]))
-        _save_png(paths["edge"], raw["edge"].astype(np.uint8) * 255)
-
-
-# ------------------------------------------------------------------------------------ writer
-def check_size(size: tuple[int, int] | list[int]) -> tuple[int, int]:
-    """Validate an image size ``(H, W)`` for writing datasets; returns it as ints."""
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise MtcpError(f"size must be two integers H, W; got {size!r}") from None
-    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
-        raise MtcpError(
-            f"size {h}x{w} is out of range: each side must be in [{MIN_SIDE}, {MAX_SIDE}] pixels"
-        )
-    return h, w
-
-
-def split_counts(n: int, val_fraction: float) -> tuple[int, int]:
-    """``(train, val)`` sizes: ``val`` is ``round(n * val_fraction)``, at least 1 when n > 1."""
-    n_val = round(n * val_fraction)
-    if n > 1 and val_fraction > 0:
-        n_val = min(max(n_val, 1), n - 1)
-    return n - n_val, n_val
-
-
-def person_prob_for(layout: Layout, index: int) -> float:
-    """PASCAL scenes hold people except every third one (to exercise the no-person case)."""
-    return 1.0 if layout is PASCAL_MT and index % 3 != 2 else 0.0
-
-
-def write_layout(
-    out_dir: str | os.PathLike,
-    layout: str,
-    n: int,
-    size: tuple[int, int],
-    seed: int = 0,
-    overwrite: bool = False,
-    val_fraction: float = 0.25,
-) -> Path:
-    """Write ``n`` synthetic scenes of ``size = (H, W)`` into ``out_dir`` in ``layout``.
-
-    Scene ``i`` is ``render_scene_full(seed, i, size, person_prob=person_prob_for(layout, i))``;
-    the first ones form the ``train`` split and the last ``round(n * val_fraction)`` the
-    ``val`` split. Everything is written into a temporary sibling folder that is renamed onto
-    ``out_dir`` at the end, so a failure leaves nothing behind. Returns ``out_dir``.
-
-    Raises:
-        MtcpError: unknown layout, ``n < 1``, a bad size, or ``out_dir`` exists, is not
-            empty and ``overwrite`` is false.
-    """
-    if layout not in LAYOUTS:
-        raise MtcpError(f"unknown layout {layout!r}; choose from: {', '.join(LAYOUTS)}")
-    lay = LAYOUTS[layout]
-    if not 1 <= int(n) <= MAX_SCENES:
-        raise MtcpError(f"the number of scenes must be in [1, {MAX_SCENES}], got {n}")
-    n = int(n)
-    size = check_size(size)
-    if int(seed) < 0:
-        raise MtcpError(f"seed must be >= 0, got {seed}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise MtcpError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    out = Path(out_dir).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise MtcpError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MtcpError(f"output folder {out} is not empty; pass --overwrite to replace it")
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
-        for pattern in (lay.image, lay.split, *lay.labels.values()):
-            (tmp / pattern).parent.mkdir(parents=True, exist_ok=True)
-        ids = []
-        for i in range(n):
-            scene = render_scene_full(seed, i, size, person_prob=person_prob_for(lay, i))
-            _write_sample(tmp, lay, scene)
-            ids.append(scene.sample["id"])
-        n_train, _ = split_counts(n, val_fraction)
-        for name, chunk in zip(lay.splits, (ids[:n_train], ids[n_train:])):
-            (tmp / lay.split.format(split=name)).write_text("".join(f"{i}\n" for i in chunk))
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-__all__ = [
-    "LAYOUTS",
-    "NYUDV2",
-    "NYUD_MT",
-    "PASCAL_CLASSES",
-    "PASCAL_MT",
-    "PASCAL_PART_GROUPS",
-    "PASCAL_PERSON",
-    "SYNTHETIC_TO_PASCAL",
-    "Layout",
-    "check_size",
-    "write_layout",
-]
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,12 +7,15 @@ image          ``JPEGImages/<id>.jpg``
 semseg         ``semseg/pascal-context/<id>.png`` (21 classes incl. background, 255 ignore)
 human_parts    ``human_parts/<id>.mat`` (PASCAL-Part ``anno`` struct → 6 part groups)
 sal            ``sal_distill/<id>.png`` (salient where value/255 > 0.5)
-normals        ``normals_distill/<id>.png`` (2·value/255 − 1; far-from-unit vectors invalid)
+normals        ``normals_distill/<id>.png`` (2·value/255 − 1, z towards the camera)
 edge           ``pascal-context/trainval/<id>.mat`` (``LabelMap``; see :func:`label_boundaries`)
 splits         ``ImageSets/Context/{train,val}.txt``
 =============  ==========================================================================
 
-Intrinsics are unknown (NaN).
+Normals are invalid (zero) where far from unit length and on every pixel whose ``LabelMap`` id
+is not one of the 170 PASCAL-Context classes that also exist indoors
+(:func:`~mtcp.data.layouts.pascal_normals_valid_classes`; SPEC §2.2). Intrinsics are unknown
+(NaN).
 """
 
 from __future__ import annotations
@@ -23,14 +26,8 @@ from typing import ClassVar
 import numpy as np
 
 from mtcp.data import layouts
-from mtcp.data.base import (
-    FolderDataset,
-    check_classes,
-    decode_binary,
-    decode_png_normals,
-    read_mat,
-    read_png,
-)
+from mtcp.data.base import FolderDataset
+from mtcp.data.files import check_classes, decode_binary, decode_png_normals, read_mat, read_png
 from mtcp.errors import MtcpError
 from mtcp.tasks import IGNORE_INDEX
 
@@ -86,11 +83,26 @@ def label_boundaries(label_map: np.ndarray) -> np.ndarray:
     return edge.astype(np.uint8)
 
 
+def _valid_normal_ids() -> np.ndarray:
+    return np.fromiter(layouts.pascal_normals_valid_classes(), dtype=np.int64)
+
+
 class PascalDataset(FolderDataset):
     """PASCAL-Context with the PASCAL_MT labels (``val`` is the standard test split)."""
 
-    layout = "PASCAL_MT"
     file_layout = layouts.PASCAL_MT
+    layout = file_layout.name
+    normals_signs = file_layout.normals_signs
+    default_tasks = ("semseg", "human_parts", "sal", "normals", "edge")
+    train_recipe = "pascal_train"
+    test_size = (512, 512)
+    metrics_dataset = "pascal"
+    signature = "JPEGImages/ + ImageSets/Context/ (PASCAL_MT)"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        return (root / "JPEGImages").is_dir() and (root / "ImageSets" / "Context").is_dir()
+
     default_classes: ClassVar[dict[str, int]] = {"semseg": 21, "human_parts": 7}
     class_names: ClassVar[dict[str, list[str]]] = {"semseg": layouts.PASCAL_CLASSES}
 
@@ -100,12 +112,19 @@ class PascalDataset(FolderDataset):
         if task == "sal":
             return decode_binary(read_png(path, task), path, task, png=True)
         if task == "normals":
-            return decode_png_normals(read_png(path, task), path)
+            normals = decode_png_normals(read_png(path, task), path)
+            edge_path = self.root / self.file_layout.labels["edge"].format(id=path.stem)
+            label_map = self._label_map(edge_path, "normals")
+            if label_map.shape != normals.shape[:2]:
+                raise MtcpError(
+                    f"{edge_path}: LabelMap is {label_map.shape[0]}x{label_map.shape[1]} but "
+                    f"the normals {path} are {normals.shape[0]}x{normals.shape[1]}; expected "
+                    "the same size"
+                )
+            normals[~np.isin(label_map, _valid_normal_ids())] = 0
+            return normals
         if task == "edge":
-            label_map = read_mat(path, task).get("LabelMap")
-            if label_map is None or np.ndim(label_map) != 2:
-                raise MtcpError(f"{path}: expected a 2-D 'LabelMap' variable for edge")
-            return label_boundaries(label_map)
+            return label_boundaries(self._label_map(path, task))
         mat = read_mat(path, task, squeeze_me=True, struct_as_record=False)
         if "anno" not in mat:
             raise MtcpError(f"{path}: expected a PASCAL-Part 'anno' struct for human_parts")
@@ -113,3 +132,10 @@ class PascalDataset(FolderDataset):
             return human_parts_from_anno(mat["anno"], size, path)
         except AttributeError as err:
             raise MtcpError(f"{path}: malformed PASCAL-Part 'anno' struct ({err})") from None
+
+    def _label_map(self, path: Path, task: str) -> np.ndarray:
+        """The ``LabelMap`` of a PASCAL-Context ``.mat`` (edge and normals both need it)."""
+        label_map = read_mat(path, task).get("LabelMap")
+        if label_map is None or np.ndim(label_map) != 2:
+            raise MtcpError(f"{path}: expected a 2-D 'LabelMap' variable for {task}")
+        return np.asarray(label_map)

@@ -30,7 +30,7 @@ from mtcp.engine.module import is_count
 from mtcp.inference.evaluate import target_coherence, target_coherence_metrics  # noqa: F401
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.io import atomic_write_bytes, atomic_write_text
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
+from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, TASKS, get_task
 
 # --- loss weights ----------------------------------------------------------------------------
 
@@ -234,6 +234,4 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def _spec(group: str) -> Any:
-    from mtcp.tasks import TASKS
-
     return TASKS.get(group)

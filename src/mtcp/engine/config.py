@@ -1,9 +1,14 @@
 """Run configuration: typed sections, strict YAML files and ``section.key=value`` overrides.
 
 A configuration is a :class:`Config` of seven sections (``run``, ``model``, ``data``, ``loss``,
-``optim``, ``trainer``, ``eval``). Every key has a default, so a YAML file only lists what it
-changes. Keys are checked strictly: a misspelled key is an error that names the file, the key
-and the closest valid key. Values are checked against the declared types.
+``optim``, ``trainer``, ``eval``), plain dataclasses used as OmegaConf structured configs:
+OmegaConf merges the defaults, a YAML file and the dotted overrides (``model.options.cfm=false``
+reaches into a mapping), refuses unknown keys and checks and converts types. Every key has a
+default, so a YAML file only lists what it changes. Errors name the file or override, the key
+and the closest valid key. Two things are read before OmegaConf sees them: YAML values, with a
+loader that keeps ``HxW`` sizes as text (YAML 1.1 reads ``0x64`` as the number 100), and sizes,
+through the one size rule :func:`mtcp.sizes.parse_size`. Ranges and choices are checked by
+:func:`mtcp.engine.config_checks.validate`.
 
 >>> cfg = load_config(None, ["trainer.max_epochs=3", "data.size=64x96"])
 >>> cfg.data.size
@@ -14,17 +19,39 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
+import re
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from mtcp.engine.config_checks import closest, validate
 from mtcp.errors import MtcpError
+from mtcp.sizes import MIN_NETWORK_SIDE, parse_size
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that reads ``HxW`` as text (``0x64`` is a size, not hex 100)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _digit in "0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_digit, []).insert(
+        0, ("tag:yaml.org,2002:str", re.compile(r"^\d+\s*[xX]\s*\d+$"))
+    )
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass
@@ -51,8 +78,8 @@ class DataSection:
 
     source: str = "synthetic"
     tasks: list = field(default_factory=lambda: ["semseg", "depth", "normals", "edge"])
-    #: network input size [H, W] (pixels); also accepted as ``"HxW"``
-    size: list = field(default_factory=lambda: [96, 128])
+    #: network input size [H, W] (pixels); also ``"HxW"`` (:func:`mtcp.sizes.parse_size`)
+    size: list = field(default_factory=lambda: [96, 128], metadata={"size": MIN_NETWORK_SIDE})
     #: training augmentation recipe of :func:`mtcp.data.build.build_dataset` (None = resize only)
     recipe: str | None = None
     #: synthetic scenes only: how many scenes make the training set (validation carved from it)
@@ -137,7 +164,7 @@ class Config:
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML text."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return OmegaConf.to_yaml(OmegaConf.structured(self))
 
 
 def packaged_configs() -> list[str]:
@@ -154,17 +181,22 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
         packaged = resources.files("mtcp") / "configs" / f"{name}.yaml"
         if "/" not in name and packaged.is_file():
             return _parse_yaml(packaged.read_text(), f"{name}.yaml (packaged)")
-        hint = _closest(name, packaged_configs())
+        hint = closest(name, packaged_configs())
         raise MtcpError(
             f"config {source!r} is neither a file nor a packaged config{hint}; "
             f"packaged configs: {', '.join(packaged_configs())}"
+        )
+    if path.is_dir():
+        raise MtcpError(
+            f"config {source!r} is a folder, not a YAML file; to continue the run in it, "
+            f"give it to --resume: mtcp train --resume {source}"
         )
     return _parse_yaml(path.read_text(), str(path))
 
 
 def _parse_yaml(text: str, where: str) -> tuple[dict[str, Any], str]:
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
     except yaml.YAMLError as err:
         raise MtcpError(f"{where}: not valid YAML: {err}") from None
     if data is None:
@@ -174,152 +206,142 @@ def _parse_yaml(text: str, where: str) -> tuple[dict[str, Any], str]:
     return data, where
 
 
-def _closest(name: str, choices: list[str], prefix: str = "") -> str:
-    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    return f" (did you mean {prefix + match[0]!r}?)" if match else ""
-
-
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Return ``value`` coerced to ``annotation`` (int→float, "HxW"→[H, W]) or raise."""
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(annotation):
-            try:
-                return _check_type(value, option, where)
-            except MtcpError as err:
-                errors.append(str(err))
-        names = " or ".join(_type_name(a) for a in typing.get_args(annotation))
-        raise MtcpError(f"{where}: expected {names}, got {value!r}")
-    if annotation is type(None):
-        if value is None:
-            return None
-    elif annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif annotation is list:
-        if isinstance(value, str) and "x" in value:  # "HxW" sizes
-            parts = value.lower().split("x")
-            if all(p.strip().isdigit() for p in parts):
-                return [int(p) for p in parts]
-        if isinstance(value, (list, tuple)):
-            return list(value)
-    elif annotation is dict:
-        if isinstance(value, dict):
-            return value
-    else:  # pragma: no cover - every field uses one of the types above
-        raise TypeError(f"unsupported config type {annotation!r}")
-    raise MtcpError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
-
-
 def _type_name(annotation: Any) -> str:
+    """``int``, ``str or null``, ``int or str`` … for messages."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
     return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
-    sections = {f.name: f for f in dataclasses.fields(cfg)}
+def _section_types() -> dict[str, type]:
+    return {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+
+
+def _unknown(full_key: str, where: str) -> MtcpError:
+    """The "unknown section / key, did you mean" message for ``full_key``."""
+    sections = _section_types()
+    section, _, key = full_key.partition(".")
     if section not in sections:
-        raise MtcpError(
-            f"{where}: unknown section {section!r}{_closest(section, list(sections))}; "
+        return MtcpError(
+            f"{where}: unknown section {section!r}{closest(section, list(sections))}; "
             f"sections: {', '.join(sections)}"
         )
-    target = getattr(cfg, section)
-    fields = {f.name: f for f in dataclasses.fields(target)}
-    if key not in fields:
-        raise MtcpError(
-            f"{where}: unknown key {section}.{key}"
-            f"{_closest(key, list(fields), prefix=section + '.')}; "
-            f"keys of {section}: {', '.join(fields)}"
-        )
-    annotation = typing.get_type_hints(type(target))[key]
-    setattr(target, key, _check_type(value, annotation, f"{where}: {section}.{key}"))
+    keys = [f.name for f in dataclasses.fields(sections[section])]
+    key = key.split(".")[0]
+    return MtcpError(
+        f"{where}: unknown key {section}.{key}{closest(key, keys, prefix=section + '.')}; "
+        f"keys of {section}: {', '.join(keys)}"
+    )
 
 
-def _merge(cfg: Config, data: dict[str, Any], where: str) -> None:
+def _invalid(full_key: str, value: Any, where: str) -> MtcpError:
+    section, _, key = full_key.partition(".")
+    section_type = _section_types().get(section)
+    expected = "a mapping of keys"
+    if section_type is not None and key:
+        hint = typing.get_type_hints(section_type).get(key.split(".")[0])
+        expected = _type_name(hint) if hint is not None else expected
+    return MtcpError(f"{where}: {full_key}: expected {expected}, got {value!r}")
+
+
+def _normalise(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Sections checked to be mappings; ``HxW`` sizes → ``[H, W]`` (the one size rule)."""
+    sections = _section_types()
+    out: dict[str, Any] = {}
     for section, values in data.items():
-        if not isinstance(values, dict):
+        if not isinstance(values, Mapping):
+            if str(section) not in sections:
+                raise _unknown(str(section), where)
             raise MtcpError(f"{where}: section {section!r} must be a mapping of keys")
-        for key, value in values.items():
-            _apply(cfg, str(section), str(key), value, where)
+        values = dict(values)
+        if str(section) in sections:
+            for f in dataclasses.fields(sections[str(section)]):
+                if "size" in f.metadata and f.name in values:
+                    name = f"{where}: {section}.{f.name}"
+                    values[f.name] = list(parse_size(values[f.name], name, f.metadata["size"]))
+        out[str(section)] = values
+    return out
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"section.key=value"`` → (section, key, value) with the value parsed as YAML."""
+@contextlib.contextmanager
+def _omegaconf_errors(where: str, value: Any = None) -> Iterator[None]:
+    """OmegaConf's key and type errors → :class:`MtcpError` texts that name ``where``."""
+    try:
+        yield
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        raise _unknown(str(err.full_key), where) from None
+    except ValidationError as err:
+        bad = err.value if getattr(err, "value", None) is not None else value
+        raise _invalid(str(err.full_key), bad, where) from None
+
+
+def _merge(node: DictConfig, data: Mapping[str, Any], where: str) -> DictConfig:
+    """``data`` (a nested mapping, e.g. a YAML file) merged onto the typed ``node``."""
+    with _omegaconf_errors(where):
+        return OmegaConf.merge(node, _normalise(data, where))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"section.key=value"`` → (dotted key, value parsed as YAML; ``HxW`` stays text).
+
+    The key may go deeper into a mapping value: ``model.options.cfm=false``.
+    """
     name, sep, raw = text.partition("=")
-    section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not section or not key:
+    name = name.strip()
+    parts = name.split(".")
+    if not sep or len(parts) < 2 or not all(parts):
         raise MtcpError(f"override {text!r}: expected section.key=value, e.g. trainer.max_epochs=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return section, key.strip(), value
+    return name, value
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+def _override(node: DictConfig, text: str) -> DictConfig:
+    dotted, value = parse_override(text)
+    where = f"override {text!r}"
+    parts = dotted.split(".")
+    if len(parts) == 2:  # section.key: sizes follow the size rule
+        value = _normalise({parts[0]: {parts[1]: value}}, where)[parts[0]][parts[1]]
+    with _omegaconf_errors(where, value):
+        OmegaConf.update(node, dotted, value, merge=False)
+    return node
+
+
+def _schema() -> DictConfig:
+    return OmegaConf.structured(Config)
+
+
+def _to_config(node: DictConfig, where: str) -> Config:
+    with _omegaconf_errors(where):
+        return OmegaConf.to_object(node)
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
     """Build a :class:`Config` from a nested mapping (e.g. one stored in a checkpoint)."""
-    cfg = Config()
-    _merge(cfg, data, where)
-    return validate(cfg, where)
+    return validate(_to_config(_merge(_schema(), data, where), where), where)
 
 
 def load_config(source: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Defaults ← YAML file or packaged config ``source`` ← ``section.key=value`` overrides."""
-    cfg = Config()
+    node = _schema()
     where = "defaults"
     if source is not None:
         data, where = _read_yaml(source)
-        _merge(cfg, data, where)
-    apply_overrides(cfg, overrides)
-    return validate(cfg, f"{where} with overrides" if overrides else where)
+        node = _merge(node, data, where)
+    for text in overrides:
+        node = _override(node, text)
+    where = f"{where} with overrides" if overrides else where
+    return validate(_to_config(node, where), where)
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``section.key=value`` strings in place (strict keys, typed values)."""
+    """Apply ``section.key=value`` strings to ``cfg`` in place (strict keys, typed values)."""
+    node = OmegaConf.structured(cfg)
     for text in overrides:
-        section, key, value = parse_override(text)
-        _apply(cfg, section, key, value, f"override {text!r}")
-    return cfg
-
-
-def validate(cfg: Config, where: str = "config") -> Config:
-    """Check values that types alone cannot (sizes, choices, ranges); returns ``cfg``."""
-    from mtcp.tasks import resolve_tasks
-
-    def fail(msg: str) -> None:
-        raise MtcpError(f"{where}: {msg}")
-
-    from mtcp.models.registry import list_models
-
-    if cfg.model.name not in list_models():
-        fail(
-            f"unknown model preset model.name={cfg.model.name!r}"
-            f"{_closest(cfg.model.name, list_models())}; presets: {', '.join(list_models())}"
-        )
-    size = cfg.data.size
-    if len(size) != 2 or not all(isinstance(v, int) and v >= 16 for v in size):
-        fail(f"data.size must be [H, W] with both >= 16 pixels, got {size!r}")
-    resolve_tasks(cfg.data.tasks)
-    if not 0.0 < cfg.data.val_fraction < 1.0:
-        fail(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
-    if cfg.data.batch_size < 1:
-        fail(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
-    if cfg.optim.schedule not in ("poly", "constant"):
-        fail(f"optim.schedule must be 'poly' or 'constant', got {cfg.optim.schedule!r}")
-    if cfg.eval.protocol not in ("mtinet", "atrc"):
-        fail(f"eval.protocol must be 'mtinet' or 'atrc', got {cfg.eval.protocol!r}")
-    if cfg.trainer.max_epochs < 1:
-        fail(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+        node = _override(node, text)
+    new = _to_config(node, "overrides")
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, getattr(new, f.name))
     return cfg

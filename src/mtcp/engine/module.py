@@ -34,10 +34,13 @@ import lightning as L
 import numpy as np
 import torch
 
+from mtcp.engine.checkpoint import nonfinite_tensors
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
 from mtcp.inference.formats import CHECKPOINT_KEY  # the readers' fact (inference, lower layer)
-from mtcp.tasks import get_task
+from mtcp.losses import MultiTaskLoss, create_weighting
+from mtcp.metrics import build_metrics, delta_m, gm_error, higher_is_better, to_floats
+from mtcp.models.registry import create_model
 
 
 def is_count(metric: str) -> bool:
@@ -45,29 +48,17 @@ def is_count(metric: str) -> bool:
     return metric.startswith("n_") or "_n_" in metric
 
 
-def gm_error(results: Mapping[str, Mapping[str, float]], tasks: list[str]) -> float:
-    """Geometric mean over ``tasks`` of the error on each task's main metric (see module doc)."""
-    logs = []
-    for task in tasks:
-        spec = get_task(task)
-        value = float(results[task][spec.main_metric])
-        err = 1.0 - value if spec.higher_is_better else value
-        logs.append(math.log(max(err, 1e-6)) if math.isfinite(err) else math.inf)
-    return math.exp(sum(logs) / len(logs))
-
-
-#: metric names for which lower is better (everything else selected by ``max``)
-LOWER_IS_BETTER = {"gm_error", "rmse", "log_rmse", "abs_rel", "mean", "median", "depth_normal"}
-
-
 def monitor_of(cfg: Config) -> tuple[str, str]:
-    """The metric that selects ``best.ckpt`` and its mode (``"min"`` / ``"max"``)."""
+    """The metric that selects ``best.ckpt`` and its mode (``"min"`` / ``"max"``).
+
+    Losses (``train/total``, ``.../loss/...``) are minimised; every other key takes the direction
+    its metric declares (:func:`mtcp.metrics.higher_is_better`, an error for unknown keys).
+    """
     monitor = cfg.trainer.monitor
     if monitor == "auto":
         monitor = "val/delta_m" if cfg.eval.references else "val/gm_error"
-    name = monitor.rsplit("/", 1)[-1]
-    lower = name in LOWER_IS_BETTER or "loss" in monitor
-    return monitor, "min" if lower else "max"
+    lower = "loss" in monitor or monitor.endswith("/total")
+    return monitor, "min" if lower or not higher_is_better(monitor) else "max"
 
 
 def rng_state() -> dict[str, Any]:
@@ -115,10 +106,6 @@ class MtcpModule(L.LightningModule):
         intrinsics: list[float] | None = None,
     ) -> None:
         super().__init__()
-        from mtcp.losses import MultiTaskLoss, create_weighting
-        from mtcp.metrics import build_metrics
-        from mtcp.models.registry import create_model
-
         self.cfg = config if isinstance(config, Config) else config_from_dict(dict(config))
         self.tasks = dict(tasks)
         self.references = dict(references) if references else None
@@ -137,6 +124,8 @@ class MtcpModule(L.LightningModule):
         self.val_metrics = build_metrics(self.tasks, cfg.eval.protocol, dataset=metric_dataset)
         #: ``{task: {metric: value}}`` of the latest validation (read by the CLI)
         self.last_results: dict[str, dict[str, float]] = {}
+        #: the validation of the untrained model, kept in every checkpoint (``metrics.json``)
+        self.before_results: dict[str, dict[str, float]] = {}
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Normalised images ``[B, 3, H, W]`` → the model's output dict."""
@@ -168,7 +157,36 @@ class MtcpModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lightning calls this after the optimizer step (no gradient accumulation here)
+        if self.weighting.last_step_skipped:
+            # the forward pass of a skipped step has already updated BatchNorm statistics
+            self._stop_if_nonfinite()
         self.weighting.step_end()
+
+    def _stop_if_nonfinite(self) -> None:
+        bad = nonfinite_tensors(self.model.state_dict())
+        if bad:
+            raise MtcpError(
+                f"the model became non-finite at step {self.weighting.step} (epoch "
+                f"{self.current_epoch}) although that step was skipped (on_nonfinite=skip): "
+                f"{len(bad)} tensors hold NaN/Inf, e.g. {', '.join(bad[:3])} (the forward pass "
+                "had already updated the BatchNorm running statistics). Training stopped; "
+                "the checkpoints written before are finite. Look for non-finite inputs or "
+                "lower optim.lr."
+            )
+
+    def on_train_start(self) -> None:
+        # The learning rate follows the schedule of *this* run's trainer.max_epochs: after a
+        # resume that extends the run, the restored lr (of the old, shorter schedule; 0 at its
+        # end) is replaced by the new schedule's value at the current epoch. Without a change
+        # of max_epochs this recomputes the restored value exactly.
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                groups = scheduler.optimizer.param_groups
+                lambdas = scheduler.lr_lambdas
+                for group, base, fn in zip(groups, scheduler.base_lrs, lambdas):
+                    group["lr"] = base * fn(scheduler.last_epoch)
+                scheduler._last_lr = [group["lr"] for group in groups]
 
     def on_train_epoch_start(self) -> None:
         self._log_weights()
@@ -194,7 +212,7 @@ class MtcpModule(L.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_metrics.compute()  # synchronised over processes by torchmetrics
+        results = to_floats(self.val_metrics.compute())  # synchronised over processes
         self.val_metrics.reset()
         self.last_results = results
         flat = {
@@ -205,8 +223,6 @@ class MtcpModule(L.LightningModule):
         }
         flat["val/gm_error"] = gm_error(results, list(self.tasks))
         if self.references:
-            from mtcp.metrics import delta_m
-
             flat["val/delta_m"] = delta_m(results, self.references, tasks=list(self.tasks))
         self.log_dict(flat, prog_bar=False)
 
@@ -229,7 +245,7 @@ class MtcpModule(L.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from mtcp import __version__
+        from mtcp import __version__  # the package root imports the API built on this layer
 
         checkpoint[CHECKPOINT_KEY] = {
             "version": __version__,
@@ -239,6 +255,9 @@ class MtcpModule(L.LightningModule):
             "metric_dataset": self.metric_dataset,
             "intrinsics": self.intrinsics,
             "rng": rng_state(),
+            "before": self.before_results,
+            # checkpoints are written at the end of a training epoch: the epochs done so far
+            "epochs_completed": self.trainer.fit_loop.epoch_progress.current.processed,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -255,3 +274,4 @@ class MtcpModule(L.LightningModule):
         # uninterrupted run wrote this checkpoint.
         if meta.get("rng") is not None:
             set_rng_state(meta["rng"])
+        self.before_results = dict(meta.get("before") or {})

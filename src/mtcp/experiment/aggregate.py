@@ -29,20 +29,27 @@ from mtcp.experiment.runner import result_path
 from mtcp.experiment.study import Claim, Study
 from mtcp.io import read_json
 from mtcp.metrics import DELTA_M_METRICS, delta_m_terms
+from mtcp.metrics import direction as metric_direction
+from mtcp.metrics import higher_is_better as metric_higher_is_better
 
-#: metric names (last part of the key) for which lower is better
-LOWER_IS_BETTER = {"rmse", "log_rmse", "abs_rel", "mean", "median", "params"}
-LOWER_IS_BETTER |= {"train_seconds", "seconds_per_step", "depth_normal_mean"}
-LOWER_IS_BETTER |= {"depth_normal_image_mean"}
+#: the run values this module adds to the metrics (:func:`flat_values`): all lower is better
+RUN_COSTS = ("params", "train_seconds", "seconds_per_step")
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 #: seeds a claim needs before it can be decided
 MIN_SEEDS = 2
 
 
+def direction(key: str) -> bool | None:
+    """Better direction of a value key such as ``depth/rmse`` or ``coherence/boundary_F``: the
+    one its metric declares (:func:`mtcp.metrics.direction`; None for settings such as
+    ``edge/odsT``); run costs are lower-is-better."""
+    return False if key in RUN_COSTS else metric_direction(key)
+
+
 def higher_is_better(key: str) -> bool:
-    """Direction of a value key such as ``depth/rmse`` or ``coherence/boundary_F``."""
-    return key.rsplit("/", 1)[-1] not in LOWER_IS_BETTER
+    """:func:`direction` of a key that is a score (:func:`mtcp.metrics.higher_is_better`)."""
+    return False if key in RUN_COSTS else metric_higher_is_better(key)
 
 
 def collect(study: Study, out_dir: str | Path) -> dict[str, dict[int, dict[str, Any]]]:

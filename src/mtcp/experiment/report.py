@@ -37,7 +37,8 @@ def label_of(key: str) -> str:
     text = COHERENCE.get(key) or EXTRA_LABELS.get(key) or key
     if key.startswith("delta_m/"):
         text = f"Δm term {key.split('/', 1)[1]} (%)"
-    return f"{text} {'↑' if agg.higher_is_better(key) else '↓'}"
+    better = agg.direction(key)  # None: a setting such as edge/odsT, no arrow
+    return text if better is None else f"{text} {'↑' if better else '↓'}"
 
 
 def decimals(value: float) -> int:

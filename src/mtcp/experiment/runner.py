@@ -131,8 +131,8 @@ def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         depth_normal.update({}, batch)
         boundary.update({}, batch)
     return {
-        "depth_normal_mean": depth_normal.compute()["mean"],
-        "boundary_F": boundary.compute()["F"],
+        "depth_normal_mean": float(depth_normal.compute()["mean"]),
+        "boundary_F": float(boundary.compute()["F"]),
     }
 
 
@@ -206,7 +206,7 @@ def run_one(
     Checkpoints and logs are written to a temporary folder inside ``work_dir`` (default: the
     system's), deleted at the end. Returns the JSON-ready result.
     """
-    from mtcp.engine.trainer import train
+    from mtcp.engine.training import train  # engine: trainer.py split (was engine.trainer)
 
     start = time.perf_counter()
     env = environment()

@@ -38,25 +38,22 @@ def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
     with the same keys as the validation metrics.
     """
     # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
-    from mtcp.metrics import MultiTaskMetrics
-    from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
+    from mtcp.metrics import MultiTaskMetrics, coherence_metrics
 
-    extra: dict[str, Any] = {}
-    if "depth" in tasks and "normals" in tasks:
-        extra["depth_normal"] = DepthNormalCoherence(from_targets=True)
-    if "semseg" in tasks and "depth" in tasks:
-        extra["boundary"] = BoundaryCoherence(from_targets=True)
+    extra = coherence_metrics(tasks, from_targets=True)
     return MultiTaskMetrics({}, extra) if extra else None
 
 
 def target_coherence(batches: Iterable[Mapping], tasks: Mapping[str, int]) -> dict[str, Any]:
-    """Coherence of the targets of ``batches`` (``{}`` when the tasks have none)."""
+    """Coherence of the targets of ``batches`` as floats (``{}`` when the tasks have none)."""
+    from mtcp.metrics import to_floats  # lazy: as above
+
     metrics = target_coherence_metrics(tasks)
     if metrics is None:
         return {}
     for batch in batches:
         metrics.update({}, batch)
-    return metrics.compute()
+    return to_floats(metrics.compute())
 
 
 def _predictors(model: Any, device: str | torch.device, trust: bool) -> list[Predictor]:
@@ -176,7 +173,7 @@ def evaluate(
         ``delta_m_terms``.
     """
     # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
-    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references
+    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
 
     predictors = _predictors(model, device, trust)
     where = str(model) if isinstance(model, (str, os.PathLike)) else "model"
@@ -211,7 +208,7 @@ def evaluate(
     target_metrics = target_coherence_metrics(tasks) if targets else None
     start = time.monotonic()
     n_images = score(predictors, batches, metrics, target_metrics)
-    results = metrics.compute()
+    results = to_floats(metrics.compute())
     report: dict[str, Any] = {
         "checkpoint": where if isinstance(model, (str, os.PathLike)) else None,
         "model": first.name if len(predictors) == 1 else [p.name for p in predictors],
@@ -222,7 +219,7 @@ def evaluate(
         "seconds": round(time.monotonic() - start, 2),
         "metrics": results,
         "details": metrics.details(),
-        "targets": target_metrics.compute() if target_metrics is not None else {},
+        "targets": to_floats(target_metrics.compute()) if target_metrics is not None else {},
     }
     if references:
         refs = load_references(references)

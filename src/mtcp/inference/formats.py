@@ -25,11 +25,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model
+from safetensors.torch import load_file
 from torch import nn
 
 from mtcp.errors import MtcpError
 from mtcp.io import load_checkpoint
+from mtcp.models.weights import load_state
 from mtcp.tasks import resolve_tasks
 
 #: section of a training checkpoint holding the run's config, tasks and model config
@@ -65,19 +66,7 @@ def build_model(
     config.pop("tasks", None)
     tasks = resolve_tasks(dict(meta["tasks"]))
     model = create_model(name, tasks=tasks, **config)
-    try:
-        missing, unexpected = model.load_state_dict(dict(state), strict=False)
-    except RuntimeError as err:  # tensor shapes differ
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise MtcpError(
-            f"{where}: weights do not fit model {name!r} as this mtcp version builds it "
-            f"({first[0].strip()})"
-        ) from None
-    if missing or unexpected:
-        raise MtcpError(
-            f"{where}: weights do not fit model {name!r} (missing {list(missing)[:5]}, "
-            f"unexpected {list(unexpected)[:5]})"
-        )
+    load_state(model, state, where)
     return model, tasks
 
 
@@ -140,12 +129,11 @@ def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = 
         raise MtcpError(f"{path}: cannot rebuild the model from its stored config: {err}") from None
     name = meta["model"]["name"]
     try:
-        load_model(model, str(path), strict=True)
-    except RuntimeError as err:
-        raise MtcpError(f"{path}: weights do not fit model {name!r}: {err}") from None
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:  # e.g. a truncated file
         raise MtcpError(
             f"{path}: cannot read the weights of model {name!r} (truncated or damaged "
             f"safetensors file? {err})"
         ) from None
+    load_state(model, state, str(path))
     return model.to(device).eval()

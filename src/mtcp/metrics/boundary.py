@@ -1,52 +1,14 @@
-"""Boundary (edge) detection metrics in the BSDS sense, without MATLAB (SPEC §6).
+"""The BSDS boundary metric class: per-image counts accumulated for ``odsF``, ``oisF``, ``AP``.
 
-For every image and every threshold ``t_k`` of ``thresholds = linspace(1/(K+1), 1 - 1/(K+1), K)``
-(``K = 99``: 0.01, 0.02, …, 0.99, as in the BSDS / edges-toolbox benchmark):
-
-1. binarise the edge probability: a pixel is predicted when ``prob >= t_k``;
-2. optionally thin the binary map to one-pixel-wide lines (:func:`thin`);
-3. drop predicted and target pixels whose target is ``ignore_index`` (255);
-4. match predicted boundary pixels one-to-one to target boundary pixels at Euclidean distance
-   ``<= max_dist * sqrt(H² + W²)`` pixels (maximum-cardinality matching, see
-   :mod:`mtcp.metrics._matching`);
-5. count ``cntR`` = matched target pixels, ``sumR`` = target pixels, ``cntP`` = matched predicted
-   pixels, ``sumP`` = predicted pixels (with one target map per image ``cntR == cntP``).
-
-From counts, ``R = cntR / sumR`` (recall), ``P = cntP / sumP`` (precision) and
-``F = 2PR / (P + R)`` (0 when a denominator is 0), all fractions in ``[0, 1]``:
-
-* ``odsF`` (optimal dataset scale): counts summed over all images per threshold, the best ``F``
-  over thresholds. With ``interpolate=True`` (the BSDS / edges-toolbox rule) ``R`` and ``P`` are
-  also linearly interpolated at 100 points between adjacent thresholds and the best of those is
-  taken; ``odsT`` is the threshold where it is reached.
-* ``oisF`` (optimal image scale): for each image the threshold with its best ``F`` (first one on
-  ties, no interpolation), then that image's counts at that threshold are summed over images.
-* ``AP``: area under the precision–recall curve of the pooled counts: keep one point per distinct
-  recall (for equal recalls the lowest threshold, as MATLAB's ``unique`` does), interpolate
-  ``P`` linearly in ``R`` at ``R = 0, 0.01, …, 1``, drop the points outside the measured recall
-  range and take ``sum / 100``; 0 when fewer than two distinct recalls exist.
-
-No non-maximum suppression is applied: the BSDS benchmark does not do it, and edge networks
-that rely on it (HED / RCF style evaluations) apply it to their maps before the benchmark; pass
-such maps if you want that protocol.
-
-Speed: one numba kernel per image (:func:`boundary_counts`, GIL released, so
-:class:`BoundaryF` scores the images of a batch on ``num_workers`` threads). It visits the
-distinct binarisations from the lowest threshold up (identical ones are done once); each is
-thinned with a queue that only tests pixels whose neighbourhood just changed (cost ∝ the
-pixels removed), and the maximum matching of one threshold, restricted to the pixels still
-predicted, is the starting point of the next (:func:`mtcp.metrics._matching.augment`); a
-threshold whose match count is pinned by the previous one skips the matching.
-``benchmarks/bench_boundary.py`` measures it on 480x640 maps, one core: about 0.35 s of CPU
-per image when nearly every pixel exceeds the low thresholds and 0.2 s for a trained-model-like
-map (≈1.3 s before numba). The first call compiles the kernels (≈10 s); numba caches them on
-disk (``__pycache__`` next to this file, else the user's cache directory, else not at all).
+The protocol, the counting kernel and the scores are in :mod:`mtcp.metrics.functional.boundary`
+(thinning: :mod:`mtcp.metrics.functional.thinning`).
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -54,303 +16,9 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mtcp.errors import MtcpError
-from mtcp.metrics._matching import augment, build_graph, disc_offsets, njit, pad_for
+from mtcp.metrics.functional.boundary import boundary_counts, bsds_scores, bsds_thresholds
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
-
-# Neighbours x1..x8 of the thinning rules as (dy, dx): E, NE, N, NW, W, SW, S, SE.
-_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
-
-
-def bsds_thresholds(n: int = 99) -> np.ndarray:
-    """The ``n`` BSDS thresholds ``linspace(1/(n+1), 1 - 1/(n+1), n)`` (float64)."""
-    return np.linspace(1.0 / (n + 1), 1.0 - 1.0 / (n + 1), n)
-
-
-def _thinning_luts() -> np.ndarray:
-    """Deletion tables ``[2, 256]`` of the two sub-iterations, indexed by the neighbour code.
-
-    Bit ``i`` of the code is neighbour ``x_{i+1}``. A pixel is deleted when
-    G1: ``X_H = 1`` with ``X_H = #{i ≤ 4 : x_{2i-1} = 0 and (x_{2i} or x_{2i+1})}``;
-    G2: ``2 <= min(n1, n2) <= 3`` with ``n1 = Σ_k (x_{2k-1} or x_{2k})``,
-    ``n2 = Σ_k (x_{2k} or x_{2k+1})`` (``x9 = x1``); and G3 ``(x2 or x3 or not x8) and x1 == 0``
-    in the first sub-iteration, G3' ``(x6 or x7 or not x4) and x5 == 0`` in the second.
-    """
-    luts = np.zeros((2, 256), dtype=np.bool_)
-    for code in range(256):
-        x = [0, *((code >> i) & 1 for i in range(8)), code & 1]  # x[1..9], x9 = x1
-        x_h = sum(1 for i in range(1, 5) if not x[2 * i - 1] and (x[2 * i] or x[2 * i + 1]))
-        n1 = sum(1 for k in range(1, 5) if x[2 * k - 1] or x[2 * k])
-        n2 = sum(1 for k in range(1, 5) if x[2 * k] or x[2 * k + 1])
-        if x_h == 1 and 2 <= min(n1, n2) <= 3:
-            luts[0, code] = not ((x[2] or x[3] or not x[8]) and x[1])
-            luts[1, code] = not ((x[6] or x[7] or not x[4]) and x[5])
-    return luts
-
-
-_LUTS = _thinning_luts()
-
-
-def _neighbour_offsets(stride: int) -> np.ndarray:
-    return np.array([dy * stride + dx for dy, dx in _NEIGHBOURS], dtype=np.int64)
-
-
-@njit
-def _rank_order(rank, n_ranks, select):
-    """Pixels with ``rank > 0`` and ``select`` by decreasing rank: those of rank ``>= j`` are
-    ``order[:n_ge[j]]`` (int64 ``order``, ``n_ge`` ``[n_ranks + 2]``)."""
-    n_ge = np.zeros(n_ranks + 2, dtype=np.int64)
-    for p in range(rank.size):
-        if select[p]:
-            n_ge[rank[p]] += 1
-    for j in range(n_ranks, -1, -1):
-        n_ge[j] += n_ge[j + 1]
-    fill = n_ge[1:].copy()  # next slot of rank r is fill[r], filled from n_ge[r + 1]
-    order = np.empty(n_ge[1], dtype=np.int64)
-    for p in range(rank.size):
-        r = rank[p]
-        if r > 0 and select[p]:
-            order[fill[r]] = p
-            fill[r] += 1
-    return order, n_ge
-
-
-@njit
-def _thin_map(fg, n_border, nbr, luts, stamp, step, bufs, removed):
-    """Thin the binary map ``fg`` (uint8 ``[N]``, padded with background) in place.
-
-    ``bufs[0, :n_border]``: every foreground pixel with a background neighbour. Each
-    sub-iteration decides on the map as it was before it (parallel rule) and only tests pixels
-    whose neighbourhood changed during the two previous sub-iterations, so the cost is
-    proportional to the deleted pixels. Deleted pixels are listed in ``removed``. ``stamp``
-    (int32 ``[N]``, below ``2 * step + 2``) and ``bufs`` (``[4, N]``) are scratch.
-
-    Returns:
-        (next ``step``, number of deleted pixels).
-    """
-    last, older, fresh, dead = bufs[0], bufs[1], bufs[2], bufs[3]
-    n_last, n_older, sub, n_removed = n_border, 0, 0, 0
-    while n_last + n_older > 0:
-        step += 1
-        tested, queued = 2 * step, 2 * step + 1
-        n_dead = 0
-        for i in range(n_last + n_older):
-            p = last[i] if i < n_last else older[i - n_last]
-            if stamp[p] == tested or fg[p] == 0:
-                continue
-            stamp[p] = tested
-            code = 0
-            for b in range(8):
-                code |= fg[p + nbr[b]] << b
-            if luts[sub, code]:
-                dead[n_dead] = p
-                n_dead += 1
-        n_fresh = 0
-        for i in range(n_dead):
-            fg[dead[i]] = 0
-        for i in range(n_dead):
-            p = dead[i]
-            removed[n_removed] = p
-            n_removed += 1
-            for o in nbr:
-                q = p + o
-                if fg[q] and stamp[q] != queued:
-                    stamp[q] = queued
-                    fresh[n_fresh] = q
-                    n_fresh += 1
-        older, last, fresh = last, fresh, older
-        n_last, n_older = n_fresh, n_last
-        sub ^= 1
-    return step, n_removed
-
-
-@njit
-def _thin_mask(fg, nbr, luts):
-    bufs = np.empty((4, fg.size), dtype=np.int32)
-    n_border = np.int64(0)
-    for p in range(fg.size):
-        if fg[p]:
-            for o in nbr:
-                if not fg[p + o]:
-                    bufs[0, n_border] = p
-                    n_border += 1
-                    break
-    stamp = np.zeros(fg.size, dtype=np.int32)
-    removed = np.empty(fg.size, dtype=np.int32)
-    _thin_map(fg, n_border, nbr, luts, stamp, np.int64(0), bufs, removed)
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Morphological thinning of a binary ``[H, W]`` mask to 8-connected one-pixel-wide lines.
-
-    The two-sub-iteration parallel algorithm of Guo & Hall (1989) in the formulation of Lam, Lee
-    & Suen (1992) (the one MATLAB's ``bwmorph(BW, 'thin', Inf)`` applies), run until nothing
-    changes; outside the image counts as background. Returns a bool mask.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise MtcpError(f"edge: thin expects a [H, W] mask, got shape {mask.shape}")
-    fg = np.pad(mask, 1).astype(np.uint8)
-    _thin_mask(fg.ravel(), _neighbour_offsets(fg.shape[1]), _LUTS)
-    return fg[1:-1, 1:-1].astype(bool)
-
-
-@njit
-def _rank_counts(rank, n_ranks, valid, targets, do_thin, nbr, disc, luts):
-    """Predicted and matched pixels of the maps ``rank >= j``, ``j = 1..n_ranks``.
-
-    Args:
-        rank: int64 ``[N]`` flattened padded image (padding 0, so background).
-        valid: bool ``[N]``: pixels that count; targets: int32 flat target pixels.
-        do_thin: thin each map first. nbr: the 8 neighbour offsets; disc: the tolerance disc
-            offsets (:func:`mtcp.metrics._matching.disc_offsets`); luts: thinning tables.
-
-    Returns:
-        int64 ``sum_p`` and ``matched``, ``[n_ranks + 1]`` (index 0: no prediction).
-
-    The maximum matching of map ``j - 1`` restricted to the pixels still predicted is a valid
-    matching of map ``j``: it is only augmented, and not at all when the number of matches is
-    pinned (no match lost and nothing added, or everything matched).
-    """
-    n = rank.size
-    ptr, adj, rptr, radj = build_graph(targets, valid, disc)
-    near = ptr[1:] > ptr[:-1]  # valid pixels within tolerance of a target
-    order, n_ge = _rank_order(rank, n_ranks, np.ones(n, dtype=np.bool_))
-    near_order, near_ge = _rank_order(rank, n_ranks, near)
-    _, valid_ge = _rank_order(rank, n_ranks, valid)
-    low = np.empty(n, dtype=np.int32)  # smallest rank among the 8 neighbours
-    fg = np.zeros(n, dtype=np.uint8)
-    for p in order:
-        fg[p] = 1
-        m = rank[p]
-        for o in nbr:
-            m = min(m, rank[p + o])
-        low[p] = m
-    stamp = np.zeros(n, dtype=np.int32)
-    bufs = np.empty((4, n), dtype=np.int32)
-    removed = np.empty(n, dtype=np.int32)
-    mate = np.full(n, -1, dtype=np.int32)
-    tmate = np.full(targets.size, -1, dtype=np.int32)
-    seen_at = np.full(n, -1, dtype=np.int32)  # last map j where the pixel was present
-    present = np.empty(near_order.size, dtype=np.int32)
-    before = np.empty(near_order.size, dtype=np.int32)
-    work = np.zeros((5, n), dtype=np.int32)
-    every_target = np.arange(targets.size, dtype=np.int32)
-    usable = np.zeros(targets.size, dtype=np.int32)  # every target is always usable
-    sum_p = np.zeros(n_ranks + 1, dtype=np.int64)
-    matched = np.zeros(n_ranks + 1, dtype=np.int64)
-    # Counters start as np.int64, not literal 0s, which numba would compile callees for.
-    n_present = m = step = phase = np.int64(0)
-    for j in range(1, n_ranks + 1):  # fg is the map rank >= j
-        n_removed = 0
-        if do_thin:
-            n_border = np.int64(0)
-            for i in range(n_ge[j]):
-                p = order[i]
-                if low[p] < j:
-                    bufs[0, n_border] = p
-                    n_border += 1
-            step, n_removed = _thin_map(fg, n_border, nbr, luts, stamp, step, bufs, removed)
-        count = valid_ge[j]
-        for i in range(n_removed):
-            count -= valid[removed[i]]
-        sum_p[j] = count
-        present, before = before, present
-        n_before, n_present, added = n_present, np.int64(0), 0
-        for i in range(near_ge[j]):
-            p = near_order[i]
-            if fg[p]:
-                added += seen_at[p] != j - 1
-                seen_at[p] = j
-                present[n_present] = p
-                n_present += 1
-        high = min(m + added, n_present, targets.size)
-        for i in range(n_before):  # keep the matches of pixels still present
-            p = before[i]
-            if seen_at[p] != j and mate[p] >= 0:
-                tmate[mate[p]] = -1
-                mate[p] = -1
-                m -= 1
-        if m < high:  # grow from the side whose free vertices have fewer edges
-            if (n_present - m) * targets.size <= (targets.size - m) * near_order.size:
-                found, phase = augment(
-                    present, n_present, adj, ptr, mate, tmate, usable, np.int64(0), work, phase
-                )
-            else:
-                found, phase = augment(
-                    every_target, targets.size, radj, rptr, tmate, mate, seen_at, j, work, phase
-                )
-            m += found
-        matched[j] = m
-        for i in range(n_removed):  # back to a plain map for rank >= j + 1
-            p = removed[i]
-            fg[p] = rank[p] > j
-        for i in range(n_ge[j + 1], n_ge[j]):
-            fg[order[i]] = 0
-    return sum_p, matched
-
-
-def boundary_counts(
-    prob: np.ndarray,
-    target: np.ndarray,
-    max_dist: float = 0.011,
-    thresholds: np.ndarray | None = None,
-    thin: bool = True,
-    ignore_index: int = IGNORE_INDEX,
-) -> np.ndarray:
-    """BSDS counts of one image at every threshold.
-
-    Args:
-        prob: edge probabilities ``[H, W]`` in ``[0, 1]``.
-        target: ``[H, W]``: 1 (or any value > 0.5) boundary, 0 not, ``ignore_index`` ignored.
-        max_dist: tolerance as a fraction of the image diagonal.
-        thresholds: ascending ``[K]``; default :func:`bsds_thresholds` (99).
-        thin: thin each binarised prediction (:func:`thin`) before matching.
-        ignore_index: target value whose pixels are left out of every count.
-
-    Returns:
-        int64 ``[K, 4]``: columns ``cntR, sumR, cntP, sumP`` (pixel counts).
-
-    Releases the GIL for most of its run, so threads can score several images at once.
-    """
-    prob = np.asarray(prob, dtype=np.float32)
-    target = np.asarray(target)
-    if prob.ndim != 2 or prob.shape != target.shape:
-        raise MtcpError(
-            f"edge: expected a probability map and a target of the same [H, W] shape, got "
-            f"{prob.shape} and {target.shape}"
-        )
-    thresholds = bsds_thresholds() if thresholds is None else np.asarray(thresholds, np.float64)
-    radius = max_dist * float(np.hypot(*prob.shape))
-    valid = target != ignore_index
-    tmask = valid & (target > 0.5)
-    # Level k: predicted at the first k thresholds. Rank j >= 1 numbers the distinct levels.
-    levels = np.searchsorted(thresholds, prob, side="right")
-    used = np.bincount(levels.ravel(), minlength=thresholds.size + 1) > 0
-    used[0] = False
-    ks = np.flatnonzero(used)
-    pad = pad_for(radius)
-    rank = np.pad(np.cumsum(used)[levels], pad).ravel()
-    stride = prob.shape[1] + 2 * pad
-    t_flat = np.flatnonzero(np.pad(tmask, pad)).astype(np.int32)
-    sum_p, matched = _rank_counts(
-        rank,
-        ks.size,
-        np.pad(valid, pad).ravel(),
-        t_flat,
-        bool(thin),
-        _neighbour_offsets(stride),
-        disc_offsets(radius, stride),
-        _LUTS,
-    )
-    # Threshold k (1-based) uses the first distinct level >= k, or no prediction at all.
-    which = np.searchsorted(ks, np.arange(1, thresholds.size + 1), side="left") + 1
-    which[which > ks.size] = 0
-    counts = np.empty((thresholds.size, 4), dtype=np.int64)
-    counts[:, 0] = matched[which]
-    counts[:, 1] = t_flat.size
-    counts[:, 2] = matched[which]
-    counts[:, 3] = sum_p[which]
-    return counts
 
 
 def default_workers() -> int:
@@ -360,52 +28,6 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
     return max(1, min(n, 8))
-
-
-_EPS = np.finfo(np.float64).eps
-
-
-def _fmeasure(r: np.ndarray, p: np.ndarray) -> np.ndarray:
-    return 2 * p * r / np.maximum(p + r, _EPS)
-
-
-def _prf(cnt_r, sum_r, cnt_p, sum_p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r = cnt_r / np.maximum(sum_r, _EPS)
-    p = cnt_p / np.maximum(sum_p, _EPS)
-    return r, p, _fmeasure(r, p)
-
-
-def bsds_scores(
-    counts: np.ndarray, thresholds: np.ndarray | None = None, interpolate: bool = True
-) -> dict[str, float]:
-    """``odsF``, ``odsT``, ``oisF`` and ``AP`` from per-image counts ``[N, K, 4]``.
-
-    See the module docstring for the formulas. NaN when ``N == 0``.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.shape[0] == 0:
-        return {"odsF": float("nan"), "odsT": float("nan"), "oisF": float("nan"), "AP": 0.0}
-    thresholds = bsds_thresholds(counts.shape[1]) if thresholds is None else thresholds
-    r, p, f = _prf(*counts.sum(0).T)
-    best = int(np.argmax(f))
-    ods_f, ods_t = f[best], thresholds[best]
-    if interpolate and len(thresholds) > 1:
-        a = np.linspace(0.0, 1.0, 100)
-        r_mix, p_mix, t_mix = (v[1:, None] * a + v[:-1, None] * (1 - a) for v in (r, p, thresholds))
-        f_mix = _fmeasure(r_mix, p_mix)
-        j, i = np.unravel_index(int(np.argmax(f_mix)), f_mix.shape)
-        if f_mix[j, i] > ods_f:
-            ods_f, ods_t = f_mix[j, i], t_mix[j, i]
-    _, _, f_img = _prf(*np.moveaxis(counts, 2, 0))
-    per_image_best = counts[np.arange(counts.shape[0]), np.argmax(f_img, axis=1)]
-    ois_f = _prf(*per_image_best.sum(0))[2]
-    recall, first = np.unique(r, return_index=True)
-    ap = 0.0
-    if recall.size > 1:
-        grid = np.linspace(0.0, 1.0, 101)
-        grid = grid[(grid >= recall[0]) & (grid <= recall[-1])]
-        ap = float(np.interp(grid, recall, p[first]).sum() / 100)
-    return {"odsF": float(ods_f), "odsT": float(ods_t), "oisF": float(ois_f), "AP": ap}
 
 
 class BoundaryF(Metric):
@@ -430,6 +52,13 @@ class BoundaryF(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: not a score, e.g. a threshold)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "odsF": True,
+        "odsT": None,
+        "oisF": True,
+        "AP": True,
+    }
     full_state_update = False
 
     def __init__(
@@ -461,6 +90,7 @@ class BoundaryF(Metric):
                 logits when ``from_logits=True``.
             target: same shape, 1 boundary, 0 not, ``ignore_index`` ignored.
         """
+        preds, target = as_tensor(preds, "edge: predictions"), as_tensor(target, "edge: target")
         if preds.dim() == 4:
             preds = preds[:, 0]
         if target.dim() == 4:
@@ -470,7 +100,10 @@ class BoundaryF(Metric):
                 f"edge: expected predictions and targets [B, 1, H, W] of the same shape, got "
                 f"{tuple(preds.shape)} and {tuple(target.shape)}"
             )
-        probs = preds.detach().float()
+        probs = preds.detach()
+        # Scored in their own precision; numpy has no bfloat16 (float32 holds it exactly).
+        probs = probs.float() if probs.dtype == torch.bfloat16 else probs
+        probs = probs if probs.is_floating_point() else probs.double()
         probs = probs.sigmoid() if self.from_logits else probs
         probs, target = probs.cpu().numpy(), target.detach().cpu().numpy()
         args = (self.max_dist, self.thresholds, self.thin, self.ignore_index)
@@ -488,6 +121,8 @@ class BoundaryF(Metric):
             return np.zeros((0, len(self.thresholds), 4), dtype=np.int64)
         return dim_zero_cat(self.counts).cpu().numpy()
 
-    def compute(self) -> dict[str, float]:
-        """``{"odsF", "odsT", "oisF", "AP"}`` (see the module docstring)."""
-        return bsds_scores(self.per_image_counts(), self.thresholds, self.interpolate)
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"odsF", "odsT", "oisF", "AP"}`` (:func:`~mtcp.metrics.functional.bsds_scores`;
+        0-d float64 tensors)."""
+        scores = bsds_scores(self.per_image_counts(), self.thresholds, self.interpolate)
+        return as_result(scores, self.device)

@@ -1,174 +1,28 @@
-"""Cross-task coherence metrics (SPEC §7): do the predicted maps describe one consistent scene?
-
-Camera frame of :mod:`mtcp.tasks`: x right, y down, z forward; pixel ``(v, u)`` (row, column)
-of depth ``z`` (metres along z) back-projects to ``P = ((u - cx) z / fx, (v - cy) z / fy, z)``
-with intrinsics ``fx, fy, cx, cy`` in pixels of the image.
-
-**Depth–normal coherence** (degrees, lower is better, 0 = ideal):
-``angle = atan2(|n_d × n|, n_d · n)`` between the normal ``n`` of the normals map (L2-normalised)
-and the normal ``n_d`` implied by the depth map (:func:`normals_from_depth`), averaged over the
-*counted* pixels: depth locally smooth (below) and ``n`` non-zero. Per image: the mean over its
-counted pixels (NaN without any); pooled (``mean``): the sum over all images' counted pixels
-divided by their number, so large smooth images weigh more; ``image_mean``: the mean of the
-per-image values. Images whose intrinsics are not finite cannot be back-projected: they are
-skipped and counted in ``n_skipped``.
-
-*Locally smooth* pixel: it and its 4 neighbours have a valid depth (finite, > 0), and the
-second differences of the inverse depth ``w = 1/z`` along rows and columns are small:
-``|w(u+1) - 2 w(u) + w(u-1)| <= smooth_tol * w(u)`` (same along v). Inverse depth is affine in
-the pixel coordinates on any plane, so planes of every orientation are smooth, while occlusion
-boundaries (and the pixel on each side of them) are not. Image-border pixels are never counted.
-
-**Boundary coherence** (F-score in ``[0, 1]``, higher is better): the semantic boundaries of the
-segmentation against the geometric discontinuities of depth and normals, matched one-to-one
-within ``tolerance_px`` pixels (:mod:`mtcp.metrics._matching`). For a 4-neighbour pair ``(a, b)``:
-
-* semantic boundary: both labels are not ignore (255) and differ;
-* depth discontinuity: both depths valid and the inverse-depth step ``d = w_b - w_a`` differs
-  from the step on each side of the pair that exists (``w_a - w_a'`` before, ``w_b' - w_b``
-  after) by more than ``depth_jump * min(w_a, w_b)``: steps that continue a plane, however
-  oblique, do not count, occlusions do;
-* normal discontinuity: both normals non-zero and at an angle above ``normal_jump_deg``
-  (creases, e.g. a room corner or a box edge).
-
-The pixel of the pair nearer to the camera (smaller depth; ties: the top/left one) is marked, in
-both maps alike. With ``m`` matches, ``S`` semantic and ``G`` geometric boundary pixels:
-``F = 2 m / (S + G)``. An image with no semantic and no geometric boundary at all (e.g. the
-constant maps of an untrained model) has nothing to agree on: its ``F`` is undefined (NaN), not
-1, and it is left out of ``image_mean`` and counted in ``n_undefined``. Pooled ``F``:
-``2 Σm / (ΣS + ΣG)`` over images (undefined images add nothing; NaN when all are undefined);
-``image_mean``: mean of the defined per-image ``F``. Semantic boundaries without geometry (a picture
-on a wall) and creases inside one class (two walls) cap the score below 1 even for exact labels;
-score the targets (``from_targets=True``) for the attainable level.
-
-The functions accept torch tensors in the batched conventions of :mod:`mtcp.tasks` (or one
-image without the batch dimension) and numpy arrays of one image in the raw-sample layout
-(depth ``[H, W]``, normals ``[H, W, 3]``); for a single image they return a float.
-"""
+"""Cross-task coherence metric classes (SPEC §7): :class:`DepthNormalCoherence` and
+:class:`BoundaryCoherence` accumulate the per-image sums and counts of
+:mod:`mtcp.metrics.functional.coherence`, where both scores are defined."""
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mtcp.errors import MtcpError
-from mtcp.geometry import (
-    angle_deg,
-    as_depth4,
-    as_intrinsics2,
-    as_normals4,
-    geometric_discontinuities,
-    normals_from_depth,
-    semantic_boundaries,
+
+# The functions are re-exported for callers of ``mtcp.metrics.coherence.<function>``.
+from mtcp.metrics.functional.coherence import (  # noqa: F401
+    boundary_coherence,
+    boundary_coherence_counts,
+    boundary_coherence_f,
+    coherence_sums,
+    depth_normal_coherence,
 )
-from mtcp.metrics._matching import match_count
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
-
-
-def _coherence_sums(
-    depth, normals, intrinsics, smooth_tol: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: sum of angles (degrees) over counted pixels and their number, ``[B]`` each."""
-    n_d, smooth = normals_from_depth(depth, intrinsics, smooth_tol)
-    n = as_normals4(normals).to(n_d.device)
-    counted = smooth[:, 0] & (torch.linalg.vector_norm(n, dim=1) > 0)
-    angle = torch.where(counted, angle_deg(n_d, n), torch.zeros_like(counted, dtype=n.dtype))
-    return angle.sum((1, 2)), counted.sum((1, 2))
-
-
-def depth_normal_coherence(depth, normals, intrinsics, smooth_tol: float = 0.01):
-    """Per-image mean angle (degrees) between ``normals`` and the normals implied by ``depth``.
-
-    Args:
-        depth: ``[B, 1, H, W]`` metres (or one image, see the module docstring).
-        normals: ``[B, 3, H, W]`` camera-frame vectors (normalised here; zero = not counted).
-        intrinsics: ``[B, 4]`` (or ``[4]``) fx, fy, cx, cy in pixels.
-        smooth_tol: see :func:`normals_from_depth`.
-
-    Returns:
-        float64 ``[B]`` (a float for one image); NaN where no pixel is counted or the
-        intrinsics are not finite.
-    """
-    z, single = as_depth4(depth)
-    k = as_intrinsics2(intrinsics, z.shape[0])
-    sums, counts = _coherence_sums(z, normals, k, smooth_tol)
-    out = sums / counts.clamp_min(1)
-    out[(counts == 0) | ~torch.isfinite(k).all(1).to(out.device)] = float("nan")
-    return float(out[0]) if single else out
-
-
-def _boundary_counts(
-    semseg,
-    depth,
-    normals,
-    intrinsics,
-    tolerance_px: float,
-    depth_jump: float,
-    normal_jump_deg: float,
-    ignore_index: int,
-) -> torch.Tensor:
-    """int64 ``[B, 3]``: matches, semantic and geometric boundary pixels of every image."""
-    z, _ = as_depth4(depth)
-    if normals is None and intrinsics is not None:
-        k = as_intrinsics2(intrinsics, z.shape[0])
-        if torch.isfinite(k).all():
-            normals = normals_from_depth(z, k)[0]
-    sem = semantic_boundaries(semseg, z, ignore_index).cpu().numpy()
-    geo = geometric_discontinuities(z, normals, depth_jump, normal_jump_deg).cpu().numpy()
-    counts = [
-        (match_count(s, g, tolerance_px), int(s.sum()), int(g.sum())) for s, g in zip(sem, geo)
-    ]
-    return torch.tensor(counts, dtype=torch.int64).reshape(-1, 3)
-
-
-def _f_from_counts(counts: torch.Tensor) -> torch.Tensor:
-    """F from ``[..., 3]`` counts (matches, semantic, geometric); NaN without any boundary."""
-    counts = counts.double()
-    total = counts[..., 1] + counts[..., 2]
-    return torch.where(total > 0, 2 * counts[..., 0] / total.clamp_min(1), math.nan)
-
-
-def boundary_coherence(
-    semseg,
-    depth,
-    normals=None,
-    intrinsics=None,
-    tolerance_px: float = 2.0,
-    depth_jump: float = 0.05,
-    normal_jump_deg: float = 30.0,
-    ignore_index: int = IGNORE_INDEX,
-):
-    """Per-image F-score between segmentation boundaries and depth/normal discontinuities.
-
-    Args:
-        semseg: class ids ``[B, H, W]`` (argmax of the logits), ``ignore_index`` ignored.
-        depth: ``[B, 1, H, W]`` metres.
-        normals: optional ``[B, 3, H, W]``; when None and ``intrinsics`` are finite, the
-            normals implied by the depth are used for creases.
-        intrinsics: optional ``[B, 4]`` fx, fy, cx, cy.
-        tolerance_px: matching distance in pixels.
-        depth_jump, normal_jump_deg: discontinuity thresholds (module docstring).
-
-    Returns:
-        float64 ``[B]`` (a float for one image), in ``[0, 1]``; NaN (undefined) for an image
-        with neither semantic nor geometric boundaries.
-    """
-    single = torch.as_tensor(semseg).dim() == 2
-    counts = _boundary_counts(
-        semseg,
-        depth,
-        normals,
-        intrinsics,
-        tolerance_px,
-        depth_jump,
-        normal_jump_deg,
-        ignore_index,
-    )
-    f = _f_from_counts(counts)
-    return float(f[0]) if single else f
 
 
 def _source(outputs: dict, batch: dict, from_targets: bool, key: str) -> torch.Tensor:
@@ -176,13 +30,13 @@ def _source(outputs: dict, batch: dict, from_targets: bool, key: str) -> torch.T
     if key not in src:
         where = "batch" if from_targets else "model outputs"
         raise MtcpError(f"coherence: task {key!r} is missing from the {where}")
-    return src[key]
+    return as_tensor(src[key], f"coherence: {key} of the {'batch' if from_targets else 'outputs'}")
 
 
 def _batch_intrinsics(batch: dict, n: int, device) -> torch.Tensor:
     if "intrinsics" not in batch:
         raise MtcpError("coherence: the batch has no 'intrinsics' (fx, fy, cx, cy per image)")
-    return torch.as_tensor(batch["intrinsics"]).reshape(n, 4).to(device)
+    return torch.as_tensor(batch["intrinsics"]).reshape(n, 4).to(device)  # numbers, any form
 
 
 class DepthNormalCoherence(Metric):
@@ -191,11 +45,21 @@ class DepthNormalCoherence(Metric):
     ``update(outputs, batch)`` reads ``depth`` and ``normals`` from the model outputs (or from
     the batch when ``from_targets=True``) and ``batch["intrinsics"]``; images with non-finite
     intrinsics are skipped. ``compute()`` returns ``mean`` (pixel-pooled), ``image_mean``,
-    ``n_images`` (scored) and ``n_skipped``; ``per_image()`` gives the per-image means.
+    ``n_images`` (scored), ``n_undefined`` (scored without any counted pixel, e.g. images under
+    3x3: NaN, left out of ``image_mean``) and ``n_skipped``; ``per_image()`` gives the
+    per-image means.
     """
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mean": False,
+        "image_mean": False,
+        "n_images": None,
+        "n_undefined": None,
+        "n_skipped": None,
+    }
     full_state_update = False
 
     def __init__(self, from_targets: bool = False, smooth_tol: float = 0.01, **kwargs) -> None:
@@ -216,7 +80,7 @@ class DepthNormalCoherence(Metric):
         ok = torch.isfinite(k).all(1)
         self.n_skipped += int((~ok).sum())
         if ok.any():
-            sums, counts = _coherence_sums(depth[ok], normals[ok], k[ok], self.smooth_tol)
+            sums, counts = coherence_sums(depth[ok], normals[ok], k[ok], self.smooth_tol)
             self.angle_sum.append(sums.to(self.device))
             self.n_pixels.append(counts.to(self.device))
 
@@ -227,8 +91,9 @@ class DepthNormalCoherence(Metric):
         sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
         return torch.where(counts > 0, sums / counts.clamp_min(1), float("nan"))
 
-    def compute(self) -> dict[str, float]:
-        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_skipped``."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``mean`` and ``image_mean`` in degrees, ``n_images``, ``n_undefined``, ``n_skipped``
+        (0-d float64 tensors)."""
         per = self.per_image()
         if per.numel():
             sums, counts = dim_zero_cat(self.angle_sum), dim_zero_cat(self.n_pixels)
@@ -236,12 +101,14 @@ class DepthNormalCoherence(Metric):
         else:
             mean = math.nan
         scored = per[~per.isnan()]
-        return {
+        out = {
             "mean": mean,
             "image_mean": float(scored.mean()) if scored.numel() else math.nan,
             "n_images": int(per.numel()),
+            "n_undefined": int(per.numel() - scored.numel()),
             "n_skipped": int(self.n_skipped),
         }
+        return as_result(out, self.device)
 
 
 class BoundaryCoherence(Metric):
@@ -257,6 +124,13 @@ class BoundaryCoherence(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "F": True,
+        "image_mean": True,
+        "n_images": None,
+        "n_undefined": None,
+    }
     full_state_update = False
 
     def __init__(
@@ -286,8 +160,9 @@ class BoundaryCoherence(Metric):
         depth = _source(outputs, batch, self.from_targets, "depth")
         src = batch if self.from_targets else outputs
         normals = src.get("normals") if self.use_normals else None
+        normals = None if normals is None else as_tensor(normals, "coherence: normals")
         intrinsics = batch.get("intrinsics") if self.use_normals else None
-        counts = _boundary_counts(
+        counts = boundary_coherence_counts(
             semseg,
             depth,
             normals,
@@ -303,18 +178,21 @@ class BoundaryCoherence(Metric):
         """float64 ``[N]``: F of each image (NaN where undefined)."""
         if isinstance(self.counts, list) and not self.counts:
             return torch.zeros(0, dtype=torch.float64)
-        return _f_from_counts(dim_zero_cat(self.counts))
+        return boundary_coherence_f(dim_zero_cat(self.counts))
 
-    def compute(self) -> dict[str, float]:
-        """``F`` (pooled), ``image_mean``, ``n_images`` and ``n_undefined``."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``F`` (pooled), ``image_mean``, ``n_images`` and ``n_undefined`` (0-d float64
+        tensors)."""
         per = self.per_image()
         if not per.numel():
-            return {"F": math.nan, "image_mean": math.nan, "n_images": 0, "n_undefined": 0}
-        pooled = _f_from_counts(dim_zero_cat(self.counts).sum(0))
+            empty = {"F": math.nan, "image_mean": math.nan, "n_images": 0, "n_undefined": 0}
+            return as_result(empty, self.device)
+        pooled = boundary_coherence_f(dim_zero_cat(self.counts).sum(0))
         defined = per[~per.isnan()]
-        return {
+        out = {
             "F": float(pooled),
             "image_mean": float(defined.mean()) if defined.numel() else math.nan,
             "n_images": int(per.numel()),
             "n_undefined": int(per.numel() - defined.numel()),
         }
+        return as_result(out, self.device)

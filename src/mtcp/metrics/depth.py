@@ -17,10 +17,13 @@ With ``N = 0`` (every target invalid) every metric is NaN.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 RELEASE_MAX_DEPTH = 6.5535  # metres: 65535 / 10000, the release's 16-bit PNG range
@@ -37,6 +40,16 @@ class DepthMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "rmse": False,
+        "log_rmse": False,
+        "abs_rel": False,
+        "delta1": True,
+        "delta2": True,
+        "delta3": True,
+        "n_pixels": None,
+    }
     full_state_update = False
 
     def __init__(
@@ -63,6 +76,7 @@ class DepthMetrics(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate one batch: ``preds`` and ``target`` in metres, ``[B, 1, H, W]``."""
+        preds, target = as_tensor(preds, "depth: predictions"), as_tensor(target, "depth: target")
         if preds.shape != target.shape:
             raise MtcpError(
                 f"depth: prediction {tuple(preds.shape)} and target {tuple(target.shape)} "
@@ -81,17 +95,20 @@ class DepthMetrics(Metric):
         self.delta3 += (ratio < 1.25**3).sum()
         self.n_pixels += d.numel()
 
-    def compute(self) -> dict[str, float]:
-        """``{"rmse", "log_rmse", "abs_rel", "delta1", "delta2", "delta3", "n_pixels"}``."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"rmse", "log_rmse", "abs_rel", "delta1", "delta2", "delta3", "n_pixels"}``
+        (0-d float64 tensors)."""
         n = self.n_pixels.double()
-        if n == 0:
-            n = torch.tensor(float("nan"), dtype=torch.float64)
-        return {
-            "rmse": (self.sq_err / n).sqrt().item(),
-            "log_rmse": (self.sq_log_err / n).sqrt().item(),
-            "abs_rel": (self.abs_rel / n).item(),
-            "delta1": (self.delta1 / n).item(),
-            "delta2": (self.delta2 / n).item(),
-            "delta3": (self.delta3 / n).item(),
-            "n_pixels": float(self.n_pixels.item()),
-        }
+        n = torch.where(n == 0, torch.full_like(n, float("nan")), n)
+        return as_result(
+            {
+                "rmse": (self.sq_err / n).sqrt(),
+                "log_rmse": (self.sq_log_err / n).sqrt(),
+                "abs_rel": self.abs_rel / n,
+                "delta1": self.delta1 / n,
+                "delta2": self.delta2 / n,
+                "delta3": self.delta3 / n,
+                "n_pixels": self.n_pixels,
+            },
+            self.device,
+        )

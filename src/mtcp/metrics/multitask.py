@@ -1,4 +1,5 @@
-"""Multi-task performance Δm against single-task references (SPEC §6).
+"""Multi-task scores: Δm against single-task references (SPEC §6) and the reference-free
+geometric-mean error used for model selection without references.
 
 ``Δm = (1/T) Σ_t s_t · (M_t − M_t^single) / M_t^single × 100`` (percent), where ``M_t`` is task
 ``t``'s *main metric* and ``s_t = +1`` when higher is better, ``−1`` when lower is better.
@@ -17,8 +18,15 @@ edge           ``odsF``      +1
 sal            ``mIoU``      +1
 =============  ============  ====
 
+The sign is the direction the metric class declares (:mod:`mtcp.metrics.registry`).
 Saliency enters Δm through its **mIoU** (the release's choice), although ``maxF`` is the main
 metric reported for model selection in :mod:`mtcp.tasks`; pass ``main_metrics`` to change it.
+
+``gm_error`` (:func:`gm_error`): the geometric mean over tasks of each task's *error* on its
+main metric (``1 − M`` for mIoU / odsF / maxF, which lie in [0, 1]; ``M`` itself for depth RMSE
+in metres and normals mean angle in degrees). Lower is better. Because it is a geometric mean,
+halving any one task's error lowers it by the same factor whatever that task's units are, so
+the ranking of checkpoints does not depend on units or on a reference model.
 """
 
 from __future__ import annotations
@@ -29,14 +37,27 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.registry import task_metric
+from mtcp.tasks import get_task
+
+#: better direction of the multi-task scores (higher is better: True)
+DIRECTIONS: dict[str, bool] = {"delta_m": True, "gm_error": False}
+
+
+def _signed(task: str, metric: str) -> tuple[str, int]:
+    return metric, +1 if task_metric(task).cls.directions[metric] else -1
+
 
 DELTA_M_METRICS: dict[str, tuple[str, int]] = {
-    "semseg": ("mIoU", +1),
-    "human_parts": ("mIoU", +1),
-    "depth": ("rmse", -1),
-    "normals": ("mean", -1),
-    "edge": ("odsF", +1),
-    "sal": ("mIoU", +1),
+    task: _signed(task, metric)
+    for task, metric in {
+        "semseg": "mIoU",
+        "human_parts": "mIoU",
+        "depth": "rmse",
+        "normals": "mean",
+        "edge": "odsF",
+        "sal": "mIoU",
+    }.items()
 }
 
 Results = Mapping[str, Mapping[str, float]]
@@ -82,6 +103,17 @@ def delta_m(
     """Δm in percent: the mean of :func:`delta_m_terms` over the tasks."""
     terms = delta_m_terms(results, references, tasks, main_metrics)
     return sum(terms.values()) / len(terms)
+
+
+def gm_error(results: Results, tasks: Iterable[str]) -> float:
+    """Geometric mean over ``tasks`` of the error on each task's main metric (module doc)."""
+    logs = []
+    for task in tasks:
+        metric = get_task(task).main_metric
+        value = float(results[task][metric])
+        err = 1.0 - value if task_metric(task).cls.directions[metric] else value
+        logs.append(math.log(max(err, 1e-6)) if math.isfinite(err) else math.inf)
+    return math.exp(sum(logs) / len(logs))
 
 
 def _lookup(table: Results, task: str, metric: str, what: str) -> float:

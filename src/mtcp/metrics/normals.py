@@ -27,12 +27,14 @@ With ``N = 0`` every metric is NaN.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 THRESHOLDS_DEG = (11.25, 22.5, 30.0)
@@ -67,6 +69,13 @@ class NormalsMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = False
+    #: better direction of every key of :meth:`compute`
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mean": False,
+        "median": False,
+        "rmse": False,
+        **{f"{t:g}": True for t in THRESHOLDS_DEG},
+    }
     full_state_update = False
 
     def __init__(
@@ -96,6 +105,8 @@ class NormalsMetrics(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate one batch: ``preds`` (any length) and unit ``target``, ``[B, 3, H, W]``."""
+        preds = as_tensor(preds, "normals: predictions")
+        target = as_tensor(target, "normals: target")
         if preds.shape != target.shape or preds.dim() != 4 or preds.shape[1] != 3:
             raise MtcpError(
                 f"normals: expected prediction and target [B, 3, H, W], got "
@@ -121,11 +132,12 @@ class NormalsMetrics(Metric):
         idx = torch.searchsorted(cum, ranks, right=True)
         return ((idx.double() + 0.5) * self.bin_width).mean().item()
 
-    def compute(self) -> dict[str, float]:
-        """``{"mean", "median", "rmse", "11.25", "22.5", "30"}`` (degrees / percent)."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"mean", "median", "rmse", "11.25", "22.5", "30"}`` (degrees / percent, 0-d float64
+        tensors)."""
         n = int(self.histogram.sum().item())
         if n == 0:
-            return {k: float("nan") for k in ("mean", "median", "rmse", "11.25", "22.5", "30")}
+            return as_result({k: float("nan") for k in self.directions}, self.device)
         out = {
             "mean": (self.sum_deg / n).item(),
             "median": self._median(n),
@@ -133,4 +145,4 @@ class NormalsMetrics(Metric):
         }
         for t, count in zip(THRESHOLDS_DEG, self.below.tolist()):
             out[f"{t:g}"] = 100.0 * count / n
-        return out
+        return as_result(out, self.device)

@@ -2,8 +2,10 @@
 
 Inputs are probabilities ``s ∈ [0, 1]``; target pixels are positive when ``> 0.5``; pixels equal
 to ``ignore_value`` (255) are not counted. At threshold ``t`` a pixel is predicted positive when
-``s ≥ t`` (exactly on the threshold counts as positive). Per threshold, TP / FP / FN are pixel
-counts. Two poolings, selected by ``pooling``:
+``s ≥ t`` (exactly on the threshold counts as positive: thresholds are the exact rationals
+``k / 20`` compared in the predictions' precision, :mod:`mtcp.metrics.functional.thresholds`, so
+a PNG value 153 = 0.6 is positive at 0.6). Per threshold, TP / FP / FN are pixel counts. Two
+poolings, selected by ``pooling``:
 
 ``pooling="image"`` (MTI-Net; thresholds ``linspace(0.2, 0.9, 15)``, ``beta2 = 1``)
     Per image: ``P = TP/(TP+FP)`` (0 when nothing is predicted), ``R = TP/(TP+FN)`` (0 when the
@@ -26,15 +28,18 @@ A ratio whose denominator is 0 is 0 (except the per-image J above). Images with 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.functional.thresholds import rational_thresholds, threshold_levels
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
-MTINET_THRESHOLDS = tuple(torch.linspace(0.2, 0.9, 15, dtype=torch.float64).tolist())
-ATRC_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 … 0.95
+MTINET_THRESHOLDS = rational_thresholds(4, 18, 20)  # 0.20, 0.25, …, 0.90: linspace(0.2, 0.9, 15)
+ATRC_THRESHOLDS = rational_thresholds(1, 19, 20)  # 0.05 … 0.95
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -55,6 +60,8 @@ class SaliencyMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute`
+    directions: ClassVar[dict[str, bool | None]] = {"maxF": True, "mIoU": True}
     full_state_update = False
 
     def __init__(
@@ -83,20 +90,23 @@ class SaliencyMetrics(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate one batch: probabilities and targets ``[B, 1, H, W]`` in ``[0, 1]``."""
+        preds, target = as_tensor(preds, "sal: predictions"), as_tensor(target, "sal: target")
         if preds.shape != target.shape:
             raise MtcpError(
                 f"sal: prediction {tuple(preds.shape)} and target {tuple(target.shape)} "
                 "differ in size"
             )
-        s = preds.flatten(1).double()
+        s = preds.flatten(1)
         g = target.flatten(1)
         if self.png_roundtrip:
-            s = torch.floor(s * 255.0) / 255.0
+            s = torch.floor(s.double() * 255.0) / 255.0
         valid = g != self.ignore_value
         keep = valid.any(1)
         s, g, valid = s[keep], g[keep], valid[keep]
         pos = ((g > 0.5) & valid)[:, None]  # [B, 1, P]
-        pred = (s[:, None] >= self.thresholds[None, :, None]) & valid[:, None]  # [B, T, P]
+        levels = threshold_levels(s, self.thresholds.cpu().numpy(), "sal")  # [B, P]
+        steps = torch.arange(len(self.thresholds), device=levels.device)
+        pred = (levels[:, None] > steps[None, :, None]) & valid[:, None]  # [B, T, P]
         tp = (pred & pos).sum(2).double()
         fp = (pred & ~pos).sum(2).double()
         fn = (~pred & pos).sum(2).double()
@@ -121,9 +131,9 @@ class SaliencyMetrics(Metric):
         f = _ratio((1 + self.beta2) * p * r, self.beta2 * p + r)
         return {"thresholds": self.thresholds, "precision": p, "recall": r, "F": f, "IoU": iou}
 
-    def compute(self) -> dict[str, float]:
-        """``{"maxF", "mIoU"}``; NaN when no image was counted."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"maxF", "mIoU"}`` (0-d float64 tensors); NaN when no image was counted."""
         if self.n_images == 0:
-            return {"maxF": float("nan"), "mIoU": float("nan")}
+            return as_result({"maxF": float("nan"), "mIoU": float("nan")}, self.device)
         c = self.curves()
-        return {"maxF": c["F"].max().item(), "mIoU": c["IoU"].max().item()}
+        return as_result({"maxF": c["F"].max(), "mIoU": c["IoU"].max()}, self.device)

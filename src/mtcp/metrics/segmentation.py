@@ -20,10 +20,13 @@ nothing, not even background pixels. An image containing a person is counted in 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
 from mtcp.errors import MtcpError
+from mtcp.metrics.inputs import as_result, as_tensor
 from mtcp.tasks import IGNORE_INDEX
 
 
@@ -40,6 +43,13 @@ class SegmentationMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = True
+    #: better direction of every key of :meth:`compute` (None: a count, not a score)
+    directions: ClassVar[dict[str, bool | None]] = {
+        "mIoU": True,
+        "mIoU_present": True,
+        "pixel_acc": True,
+        "n_absent": None,
+    }
     full_state_update = False
 
     def __init__(
@@ -67,6 +77,8 @@ class SegmentationMetrics(Metric):
             preds: logits ``[B, C, H, W]`` (argmax taken) or class ids ``[B, H, W]``.
             target: class ids ``[B, H, W]`` (or ``[B, 1, H, W]``), ``ignore_index`` = ignore.
         """
+        preds = as_tensor(preds, f"{self.task}: predictions")
+        target = as_tensor(target, f"{self.task}: target")
         if preds.is_floating_point():
             if preds.dim() != 4 or preds.shape[1] != self.num_classes:
                 raise MtcpError(
@@ -120,16 +132,18 @@ class SegmentationMetrics(Metric):
         tp, _, fn = self._parts()
         return torch.nonzero((tp + fn) == 0).flatten().tolist()
 
-    def compute(self) -> dict[str, float]:
-        """``{"mIoU", "mIoU_present", "pixel_acc", "n_absent"}`` (see module docstring)."""
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``{"mIoU", "mIoU_present", "pixel_acc", "n_absent"}`` (module docstring; 0-d float64
+        tensors)."""
         tp, fp, fn = self._parts()
         iou = tp / (tp + fp + fn).clamp_min(1e-8)
         present = (tp + fn) > 0
         n_pixels = (tp + fn).sum()
         nan = float("nan")
-        return {
-            "mIoU": iou.mean().item(),
-            "mIoU_present": iou[present].mean().item() if present.any() else nan,
-            "pixel_acc": (tp.sum() / n_pixels).item() if n_pixels > 0 else nan,
-            "n_absent": float((~present).sum().item()),
+        out = {
+            "mIoU": iou.mean(),
+            "mIoU_present": iou[present].mean() if present.any() else nan,
+            "pixel_acc": tp.sum() / n_pixels if n_pixels > 0 else nan,
+            "n_absent": (~present).sum(),
         }
+        return as_result(out, self.device)

@@ -25,6 +25,8 @@ ATTENTION_IMPLS = ("auto", "dense", "chunked")
 # the time hardly depends on the chunk there (the matmuls run at the same rate), memory does.
 CHUNK_BUDGET = {"cuda": 2 * 4096 * 19_200, "cpu": 2**24}
 CHUNK_MULTIPLE = 64
+#: BatchNorm momentum of the CBAM spatial gates in the released network
+RELEASE_CBAM_MOMENTUM = 0.01
 
 
 def check_attention_impl(impl: str) -> None:
@@ -39,10 +41,19 @@ class CBAM(nn.Module):
     Channel gate: a shared MLP ``C -> C/r -> C`` on the average- and max-pooled features,
     summed, sigmoid. Spatial gate: a 7x7 conv on ``[max, mean]`` over channels, BN, sigmoid.
 
+    ``bn_momentum``: momentum of the spatial gate's BatchNorm running statistics (training
+    only); the release uses 0.01 (:data:`RELEASE_CBAM_MOMENTUM`), PyTorch's default is 0.1.
+
     Shapes: ``[B, C, h, w] -> [B, C, h, w]``.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         hidden = max(channels // reduction, 1)
         self.mlp = nn.Sequential(
@@ -52,7 +63,7 @@ class CBAM(nn.Module):
         )
         self.spatial = nn.Sequential(
             nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(1),
+            nn.BatchNorm2d(1, momentum=bn_momentum),
         )
 
     def forward(self, x: Tensor) -> Tensor:

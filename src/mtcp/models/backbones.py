@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
 from mtcp.models.decoder import FPN
+from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD
 
 FPN_STRIDES = (4, 8, 16, 32)
 MASK2FORMER_PREFIX = "mask2former_"
@@ -75,6 +76,12 @@ class TimmBackbone(nn.Module):
         self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
         self.pixel_decoder = FPN([feature_channels[i] for i in self.indices], channels)
         self.channels = channels
+        cfg = getattr(self.body, "pretrained_cfg", None) or {}
+        #: input normalisation (mean, std) of the timm weights (ImageNet's for most models)
+        self.norm_stats = (
+            tuple(cfg.get("mean", IMAGENET_MEAN)),
+            tuple(cfg.get("std", IMAGENET_STD)),
+        )
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the timm body in backward where timm supports it and the body has no
@@ -161,6 +168,7 @@ class Mask2FormerBackbone(nn.Module):
             self.model = Mask2FormerModel(config)
         _unused_mask2former_parts(self.model)
         self.channels = channels
+        self.norm_stats = (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))  # Swin-S ImageNet init
         self._overflow_layers = _overflow_checked_layers(self.model)
         for layer in self._overflow_layers:
             layer.register_forward_hook(self._clamp_overflow)

@@ -27,6 +27,8 @@ class CoherenceFusion(nn.Module):
     With ``stride_factor`` > 1 all inputs are average-pooled by that factor first (CFM at 1/8 or
     1/16 instead of 1/4) and ``Y_t`` stays at the pooled resolution.
 
+    ``cbam_momentum``: BatchNorm momentum of the CBAM spatial gates (the release: 0.01).
+
     Shapes: ``x [B, C, h, w]``, ``partners`` k x ``[B, C, h, w]`` ->
     ``[B, C, h / f, w / f]`` with ``f = stride_factor``.
     """
@@ -39,17 +41,22 @@ class CoherenceFusion(nn.Module):
         stride_factor: int = 1,
         attention_impl: str = "auto",
         attention_chunk: int | None = None,
+        cbam_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         wide = channels * num_partners
+
+        def cbam(c: int) -> CBAM:
+            return CBAM(c, reduction, bn_momentum=cbam_momentum)
+
         self.stride_factor = int(stride_factor)
-        self.value = nn.Sequential(CBAM(channels, reduction), nn.BatchNorm2d(channels))
+        self.value = nn.Sequential(cbam(channels), nn.BatchNorm2d(channels))
         self.gates = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(num_partners))
         self.fuse = nn.Sequential(nn.Conv2d(wide, wide, 1), nn.ReLU(inplace=True))
-        self.query = nn.Sequential(CBAM(wide, reduction), nn.BatchNorm2d(wide), nn.ReLU())
-        self.key = nn.Sequential(CBAM(wide, reduction), nn.BatchNorm2d(wide), nn.ReLU())
+        self.query = nn.Sequential(cbam(wide), nn.BatchNorm2d(wide), nn.ReLU())
+        self.key = nn.Sequential(cbam(wide), nn.BatchNorm2d(wide), nn.ReLU())
         self.attention = CoherenceAttention(attention_impl, attention_chunk)
-        self.out = nn.Sequential(CBAM(channels, reduction), nn.BatchNorm2d(channels))
+        self.out = nn.Sequential(cbam(channels), nn.BatchNorm2d(channels))
 
     def forward(self, x: Tensor, partners: Sequence[Tensor]) -> Tensor:
         if self.stride_factor > 1:

@@ -12,6 +12,12 @@ Data flow for task t (strides relative to the input, widths of the paper preset)
 
 Switches: ``cfm=False`` (or one task) uses Y_t = X_t; ``traceback=False`` puts the final
 head on Y_t and the deep-supervision heads on F3 and F2.
+
+``release_heads`` (default ``"auto"`` in the ``*_paper`` presets, None elsewhere) selects the
+released network where mtcp departs from it on purpose: its final heads (see
+:mod:`mtcp.models.heads`), deep-supervision heads without the redundant first bias, and CBAM
+BatchNorm momentum 0.01. mtcp's own choices (one resize, one head for every task, momentum 0.1
+so that short trainings settle their statistics) stay the default of the other presets.
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
-from mtcp.models.attention import check_attention_impl
+from mtcp.models.attention import RELEASE_CBAM_MOMENTUM, check_attention_impl
 from mtcp.models.backbones import build_backbone
 from mtcp.models.base import DenseModel
 from mtcp.models.coherence import CoherenceFusion
 from mtcp.models.decoder import TaskDecoder
-from mtcp.models.heads import DEPTH_INIT, AuxHead, FinalHead, output_bias
+from mtcp.models.heads import DEPTH_INIT, AuxHead, final_head, output_bias, release_head_set
 from mtcp.models.ops import match_grad_strides
 from mtcp.models.traceback import TraceBack
 
@@ -58,6 +64,10 @@ class MTCP(DenseModel):
         min_size: smallest accepted image side in pixels.
         depth_init: initial bias (metres) of the depth output layers, final and deep
             supervision (see :data:`mtcp.models.heads.DEPTH_INIT`).
+        release_heads: None (mtcp's heads), ``"nyud"`` / ``"pascal"`` (the released network's
+            heads of that dataset, its CBAM momentum 0.01, deep-supervision heads without first
+            bias) or ``"auto"`` (``"pascal"`` when human_parts or sal is a task, else
+            ``"nyud"``); see :mod:`mtcp.models.heads`.
         grad_checkpointing: recompute the backbone and the decoders' Swin blocks in backward
             instead of storing their activations (same function; ~45% less training memory
             for ``mtcp_paper``, a few % more time). Modules with BatchNorm are never
@@ -85,6 +95,7 @@ class MTCP(DenseModel):
         cbam_reduction: int = 16,
         min_size: int = 64,
         depth_init: float | None = DEPTH_INIT,
+        release_heads: str | None = None,
         grad_checkpointing: bool = False,
         pretrained: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
@@ -99,6 +110,8 @@ class MTCP(DenseModel):
                 f"got {list(decoder_dims)} and {list(decoder_depths)}"
             )
         names = list(self.tasks)
+        self.head_set = release_head_set(release_heads, self.tasks)
+        momentum = RELEASE_CBAM_MOMENTUM if self.head_set else 0.1
         self.use_traceback = bool(traceback)
         self.deep_supervision = bool(deep_supervision)
         self.backbone = build_backbone(backbone, channels, pretrained, backbone_kwargs)
@@ -127,6 +140,7 @@ class MTCP(DenseModel):
                     cfm_stride // 4,
                     attention_impl,
                     attention_chunk,
+                    momentum,
                 )
                 for t in names
                 if cfm and len(names) > 1
@@ -136,7 +150,12 @@ class MTCP(DenseModel):
             self.traceback = nn.ModuleDict(
                 {
                     t: TraceBack(
-                        channels, decoder_dims, channels, self.deep_supervision, cbam_reduction
+                        channels,
+                        decoder_dims,
+                        channels,
+                        self.deep_supervision,
+                        cbam_reduction,
+                        momentum,
                     )
                     for t in names
                 }
@@ -146,12 +165,13 @@ class MTCP(DenseModel):
             aux_in = (decoder_dims[2], decoder_dims[1])
         bias = {t: output_bias(t, depth_init) for t in names}
         self.heads = nn.ModuleDict(
-            {t: FinalHead(channels, c, bias=bias[t]) for t, c in self.tasks.items()}
+            {t: final_head(t, channels, c, self.head_set, bias[t]) for t, c in self.tasks.items()}
         )
         if self.deep_supervision:
+            first_bias = self.head_set is None
             self.aux_heads = nn.ModuleDict(
                 {
-                    t: nn.ModuleList(AuxHead(i, c, channels, bias[t]) for i in aux_in)
+                    t: nn.ModuleList(AuxHead(i, c, channels, bias[t], first_bias) for i in aux_in)
                     for t, c in self.tasks.items()
                 }
             )
@@ -167,7 +187,8 @@ class MTCP(DenseModel):
     def predict(self, image: Tensor) -> dict[str, Tensor]:
         """Maps at their own strides for a padded image.
 
-        Shapes: ``image [B, 3, Hp, Wp]`` -> ``{"t": [B, C_t @ 1/4 or cfm_stride],
+        Shapes: ``image [B, 3, Hp, Wp]`` -> ``{"t": [B, C_t @ 1/4, or finer with a release
+        head that upsamples],
         "t_s16": [B, C_t @ 1/16], "t_s8": [B, C_t @ 1/8]}``.
         """
         r = self.backbone(image)

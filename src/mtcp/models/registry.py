@@ -20,10 +20,8 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from mtcp.errors import MtcpError
@@ -31,6 +29,7 @@ from mtcp.models.base import DenseModel
 from mtcp.models.baselines import HardSharing
 from mtcp.models.heads import DEPTH_INIT
 from mtcp.models.mtcp import MTCP
+from mtcp.models.weights import load_state, read_state_file
 from mtcp.tasks import resolve_tasks
 
 
@@ -67,6 +66,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "decoder_dims": [256, 512, 1024],
         "decoder_depths": [1, 2, 1],
         "cfm_stride": 4,
+        "release_heads": "auto",  # the released network's heads (mtcp.models.heads)
     },
 }
 _SHARED_KEYS = ("backbone", "channels")
@@ -79,10 +79,10 @@ def register_model(name: str, preset: Preset) -> None:
     _PRESETS[name] = preset
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted names of the registered models, optionally filtered by a shell-style pattern."""
-    names = sorted(_PRESETS)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+def list_models(filter: str = "") -> list[str]:
+    """Sorted names of the registered models matching the shell-style pattern ``filter``
+    (e.g. ``"stl_*"``); ``""`` lists them all."""
+    return [n for n in sorted(_PRESETS) if not filter or fnmatch.fnmatch(n, filter)]
 
 
 def _jsonable(value: Any) -> Any:
@@ -145,32 +145,9 @@ def create_model(
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a local ``.safetensors`` / ``torch.save`` state dict into ``model`` (strict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MtcpError(f"weights file {str(path)!r} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MtcpError(f"cannot read weights file {str(path)!r}: {err}") from None
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise MtcpError(f"weights file {str(path)!r} does not hold a state dict")
-    if state and all(k.startswith("model.") for k in state):  # e.g. a LightningModule's .model
-        state = {k[len("model.") :]: v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise MtcpError(
-            f"weights file {str(path)!r} does not match the model: "
-            f"{len(result.missing_keys)} missing key(s) {result.missing_keys[:5]}, "
-            f"{len(result.unexpected_keys)} unexpected key(s) {result.unexpected_keys[:5]}"
-        )
+    """Load a local ``.safetensors`` / ``torch.save`` state dict into ``model`` with the one
+    strictness policy of :func:`mtcp.models.weights.load_state`."""
+    load_state(model, read_state_file(path), where=str(path))
 
 
 for _size, _defaults in SIZES.items():

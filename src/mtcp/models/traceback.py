@@ -23,6 +23,9 @@ class SpatialRefinement(nn.Module):
     would use are not built (the last SRM has no ``g``; without deep supervision the
     intermediate SRMs have no ``y``).
 
+    The 1x1 convs have no bias: a bias before BatchNorm only shifts its running mean (the
+    release has one; :mod:`mtcp.models.release` folds it into the statistics).
+
     Shapes: ``p [B, C_p, *]``, ``f [B, C_f, h, w]`` -> ``y [B, out_channels, h, w]``,
     ``g [B, C_f, h, w]``.
     """
@@ -35,10 +38,11 @@ class SpatialRefinement(nn.Module):
         predict: bool = True,
         refine: bool = True,
         reduction: int = 16,
+        cbam_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.cbam_in = CBAM(in_channels, reduction)
-        self.cbam_feat = CBAM(feat_channels, reduction)
+        self.cbam_in = CBAM(in_channels, reduction, bn_momentum=cbam_momentum)
+        self.cbam_feat = CBAM(feat_channels, reduction, bn_momentum=cbam_momentum)
         both = in_channels + feat_channels
         self.predict = conv_bn_relu(both, out_channels) if predict else None
         self.refine = conv_bn_relu(both, feat_channels) if refine else None
@@ -67,12 +71,14 @@ class TraceBack(nn.Module):
         out_channels: int,
         intermediate: bool = True,
         reduction: int = 16,
+        cbam_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         c1, c2, c3 = stage_channels
-        self.srm3 = SpatialRefinement(in_channels, c3, out_channels, intermediate, True, reduction)
-        self.srm2 = SpatialRefinement(c3, c2, out_channels, intermediate, True, reduction)
-        self.srm1 = SpatialRefinement(c2, c1, out_channels, True, False, reduction)
+        kw = {"reduction": reduction, "cbam_momentum": cbam_momentum}
+        self.srm3 = SpatialRefinement(in_channels, c3, out_channels, intermediate, True, **kw)
+        self.srm2 = SpatialRefinement(c3, c2, out_channels, intermediate, True, **kw)
+        self.srm1 = SpatialRefinement(c2, c1, out_channels, True, False, **kw)
 
     def forward(
         self, y: Tensor, feats: Sequence[Tensor]
