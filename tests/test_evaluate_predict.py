@@ -1,4 +1,5 @@
-"""`mtcp train` → `mtcp evaluate` → `mtcp predict` through the command line, on one tiny run."""
+"""`mtcp train` → `mtcp evaluate` → `mtcp predict` through the command line, on the session's
+tiny run (``trained_run`` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TINY_TASKS as TASKS
+from conftest import TINY_TRAIN as TINY
 from mtcp.cli import main
 
-TASKS = ["semseg", "depth", "normals", "edge"]
-TINY = [
-    "data.size=64x64",
-    "data.synthetic_scenes=8",
-    "data.val_fraction=0.25",
-    "data.batch_size=3",
-    "model.options={channels: 32, decoder_dims: [32, 64, 128]}",
-    "optim.lr=2e-3",
-    "trainer.max_epochs=1",
-    "trainer.progress_bar=false",
-    "eval.picture_samples=1",
-]
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    assert main(["train", *TINY, f"run.root={root}"]) == 0
-    return root / "synthetic_tiny" / "version_0"
+@pytest.fixture
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_train_cli_writes_before_and_after_metrics(run_dir):

@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import mtcp
@@ -20,6 +21,7 @@ TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint in the layout ``mtcp train`` writes (untrained weights, tiny widths)."""
+    torch.manual_seed(0)
     model = mtcp.create_model("mtcp_tiny", TASKS, channels=32, decoder_dims=[32, 64, 128])
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
     save_checkpoint(
@@ -113,3 +115,48 @@ def test_safetensors_without_input_size_is_refused(checkpoint, tmp_path):
     path = save_safetensors(mtcp.load(checkpoint).model, tmp_path / "nosize.safetensors")
     with pytest.raises(MtcpError, match=r"nosize\.safetensors: no input size"):
         mtcp.load(path)
+
+
+# ImageNet statistics written out here, independently of mtcp.tasks: the oracle of the test below
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def _raw_by_hand(model, rgb, size, channel_order=(0, 1, 2), mean=MEAN, std=STD):
+    """Normalise → resize to the network size → model → resize back, written out by hand."""
+    x = torch.tensor(rgb[..., list(channel_order)]).permute(2, 0, 1)[None].float() / 255.0
+    x = (x - mean) / std
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        out = model(x)
+    h, w = rgb.shape[:2]
+    return {
+        t: F.interpolate(v.float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        for t, v in out.items()
+    }
+
+
+def test_predict_equals_normalise_model_resize_done_by_hand(checkpoint):
+    predictor = mtcp.load(checkpoint)
+    rng = np.random.default_rng(3)
+    # smooth, strongly coloured image: each channel its own gradient, so a swap shows
+    yy, xx = np.mgrid[0:45, 0:70]
+    rgb = np.stack([xx * 3, yy * 5, 255 - xx * 2], axis=-1).clip(0, 255).astype(np.uint8)
+    rgb = (rgb + rng.integers(0, 8, rgb.shape)).clip(0, 255).astype(np.uint8)
+    raw = _raw_by_hand(predictor.model, rgb, predictor.size)
+    got = predictor.predict_raw([rgb])[0]
+    for task in TASKS:
+        torch.testing.assert_close(got[task], raw[task], rtol=1e-4, atol=1e-5, msg=task)
+    maps = predictor.predict(rgb)
+    assert (maps["semseg"] == raw["semseg"].argmax(0).numpy()).mean() > 0.999
+    np.testing.assert_allclose(maps["depth"], raw["depth"][0].clamp_min(0).numpy(), atol=1e-5)
+    normals = F.normalize(raw["normals"], dim=0).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(maps["normals"], normals, atol=1e-5)
+    for task in ("edge", "sal"):
+        np.testing.assert_allclose(maps[task], raw[task][0].sigmoid().numpy(), atol=1e-5)
+    # the comparison is sharp enough to see a BGR input or another normalisation
+    swapped = _raw_by_hand(predictor.model, rgb, predictor.size, channel_order=(2, 1, 0))
+    assert (swapped["semseg"] - got["semseg"]).abs().max() > 1e-3
+    half = torch.full((1, 3, 1, 1), 0.5)
+    other = _raw_by_hand(predictor.model, rgb, predictor.size, mean=half, std=half)
+    assert (other["semseg"] - got["semseg"]).abs().max() > 1e-3

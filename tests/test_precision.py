@@ -171,7 +171,16 @@ def test_cli_predict_and_evaluate_take_precision(checkpoint, native_bf16, tmp_pa
     reports = {}
     for precision in ("fp32", "bf16"):
         path = tmp_path / f"{precision}.json"
-        args = ["evaluate", str(checkpoint), "--limit", "2", "--out", str(path)]
+        args = [
+            "evaluate",
+            str(checkpoint),
+            "--data",
+            "synthetic",
+            "--limit",
+            "2",
+            "--out",
+            str(path),
+        ]
         assert main([*args, "--precision", precision]) == 0
         reports[precision] = json.loads(path.read_text())
     assert reports["bf16"]["precision"] == "bf16"
@@ -182,7 +191,7 @@ def test_cli_predict_and_evaluate_take_precision(checkpoint, native_bf16, tmp_pa
 
 def test_cli_evaluate_falls_back_loudly(checkpoint, no_bf16, tmp_path):
     path = tmp_path / "e.json"
-    args = ["evaluate", str(checkpoint), "--limit", "1", "--out", str(path)]
+    args = ["evaluate", str(checkpoint), "--data", "synthetic", "--limit", "1", "--out", str(path)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main([*args, "--precision", "bf16"]) == 0

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # typing only: importing the models here would slow `mtcp --h
     from mtcp.models.base import DenseModel
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model", "list_models", "load"]
+__all__ = ["__version__", "create_model", "evaluate", "list_models", "load"]
 
 
 def create_model(name: str, tasks: Iterable[str] | Mapping[str, int], **kwargs: Any) -> DenseModel:
@@ -36,3 +36,10 @@ def load(path: Any, **kwargs: Any) -> Predictor:
     from mtcp.inference import load as _load
 
     return _load(path, **kwargs)
+
+
+def evaluate(model: Any, data: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """Score a model on a dataset split; see :func:`mtcp.inference.evaluate.evaluate`."""
+    from mtcp.inference.evaluate import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)

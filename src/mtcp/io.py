@@ -183,18 +183,19 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG encoding of an ``[H, W]`` or ``[H, W, 3|4]`` uint8 / uint16 array."""
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG encoding of an ``[H, W]`` or ``[H, W, 3|4]`` uint8 / uint16 array (zlib level
+    ``compress_level``: 1 is about 3x faster than the default 6, files about 1.4x larger)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
-def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+def write_png(path: str | os.PathLike[str], image: np.ndarray, compress_level: int = 6) -> Path:
     """Write ``image`` (see :func:`png_bytes`) atomically as PNG; returns ``path``."""
-    return atomic_write_bytes(path, png_bytes(image))
+    return atomic_write_bytes(path, png_bytes(image, compress_level))
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:

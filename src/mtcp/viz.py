@@ -7,13 +7,13 @@ units of :mod:`mtcp.tasks` (class ids, metres, unit normals, probabilities) and 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mtcp import io
 from mtcp.tasks import IGNORE_INDEX, get_task
 
 #: colour of ignored / invalid pixels
@@ -169,16 +169,12 @@ def stack(rows: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
 
 def png_bytes(picture: np.ndarray) -> bytes:
     """Encode ``uint8 [H, W, 3]``, ``uint8 [H, W]`` or ``uint16 [H, W]`` as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(picture)).save(buf, format="PNG")
-    return buf.getvalue()
+    return io.png_bytes(np.ascontiguousarray(picture))
 
 
 def save_png(path: str | Path, picture: np.ndarray) -> Path:
-    """Write a PNG atomically (see :func:`png_bytes`); returns ``path``."""
-    from mtcp.io import atomic_write_bytes
-
-    return atomic_write_bytes(path, png_bytes(picture))
+    """Write a PNG atomically (:func:`mtcp.io.write_png`); returns ``path``."""
+    return io.write_png(path, np.ascontiguousarray(picture))
 
 
 def _text_strip(width: int, lines: Sequence[tuple[tuple[int, int, int] | None, str]]) -> np.ndarray:

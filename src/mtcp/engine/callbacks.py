@@ -25,9 +25,11 @@ import torch
 
 from mtcp import viz
 from mtcp.engine.module import is_count
+
+# moved to mtcp.inference (one home, below the engine); re-exported for the engine's callers
+from mtcp.inference.evaluate import target_coherence, target_coherence_metrics  # noqa: F401
+from mtcp.inference.maps import to_numpy_maps
 from mtcp.io import atomic_write_bytes, atomic_write_text
-from mtcp.metrics import MultiTaskMetrics
-from mtcp.metrics.coherence import BoundaryCoherence, DepthNormalCoherence
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, TASKS, get_task
 
 # --- loss weights ----------------------------------------------------------------------------
@@ -124,29 +126,6 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     rgb = (image.detach().float().cpu() * std + mean).clamp(0, 1)
     return (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def to_numpy_maps(outputs: Mapping[str, torch.Tensor], tasks: Mapping[str, int]) -> list[dict]:
-    """Model outputs (batch) → per-image dicts of physical-unit numpy maps.
-
-    Class tasks → ``int64 [H, W]`` ids; depth → ``float32 [H, W]`` metres; normals →
-    ``float32 [H, W, 3]`` unit vectors; binary tasks → ``float32 [H, W]`` probabilities.
-    """
-    per_task: dict[str, np.ndarray] = {}
-    for task in tasks:
-        out = outputs[task].detach().float().cpu()
-        kind = get_task(task).kind
-        if kind == "classes":
-            per_task[task] = out.argmax(1).numpy()
-        elif kind == "depth":
-            per_task[task] = out[:, 0].clamp_min(0).numpy()
-        elif kind == "normals":
-            unit = torch.nn.functional.normalize(out, dim=1)
-            per_task[task] = unit.permute(0, 2, 3, 1).numpy()
-        else:
-            per_task[task] = out[:, 0].sigmoid().numpy()
-    n = next(iter(per_task.values())).shape[0]
-    return [{t: v[i] for t, v in per_task.items()} for i in range(n)]
 
 
 def target_maps(batch: Mapping[str, Any], tasks: Mapping[str, int], i: int) -> dict:
@@ -256,29 +235,3 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 def _spec(group: str) -> Any:
     return TASKS.get(group)
-
-
-def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
-    """Coherence metrics scored on the *targets* (the attainable level, SPEC §7), or None.
-
-    ``update(outputs, batch)`` ignores ``outputs``; ``compute()`` gives ``{"coherence": ...}``
-    with the same keys as the validation metrics.
-    """
-    extra: dict[str, Any] = {}
-    if "depth" in tasks and "normals" in tasks:
-        extra["depth_normal"] = DepthNormalCoherence(from_targets=True)
-    if "semseg" in tasks and "depth" in tasks:
-        extra["boundary"] = BoundaryCoherence(from_targets=True)
-    return MultiTaskMetrics({}, extra) if extra else None
-
-
-def target_coherence(batches: Any, tasks: Mapping[str, int]) -> dict[str, dict[str, float]]:
-    """Coherence of the targets of ``batches`` (``{}`` when the tasks have none)."""
-    from mtcp.metrics import to_floats
-
-    metrics = target_coherence_metrics(tasks)
-    if metrics is None:
-        return {}
-    for batch in batches:
-        metrics.update({}, batch)
-    return to_floats(metrics.compute())

@@ -37,11 +37,10 @@ import torch
 from mtcp.engine.checkpoint import nonfinite_tensors
 from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
+from mtcp.inference.formats import CHECKPOINT_KEY  # the readers' fact (inference, lower layer)
 from mtcp.losses import MultiTaskLoss, create_weighting
 from mtcp.metrics import build_metrics, delta_m, gm_error, higher_is_better, to_floats
 from mtcp.models.registry import create_model
-
-CHECKPOINT_KEY = "mtcp"
 
 
 def is_count(metric: str) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from mtcp.errors import MtcpError
 from mtcp.experiment.study import Study
 from mtcp.io import read_json, write_json
 
@@ -94,7 +95,6 @@ def test_batches(study: Study) -> tuple[dict[str, int], list[dict[str, Any]]]:
     return dict(dataset.tasks), list(DataLoader(dataset, batch_size=EVAL_BATCH))
 
 
-@torch.no_grad()
 def evaluate(
     models: Sequence[torch.nn.Module],
     batches: Sequence[Mapping[str, Any]],
@@ -103,21 +103,22 @@ def evaluate(
     """Test metrics of the joint predictions of ``models`` (each predicts its ``.tasks``).
 
     Returns ``{task: {metric: value}, "coherence": {...}}`` (MTI-Net protocol, counters
-    included) — for several single-task models, coherence compares their combined maps.
+    included) — for several single-task models, coherence compares their combined maps. The
+    loop is :func:`mtcp.inference.evaluate`'s; the test scenes are rendered at the training
+    size, so the images reach the networks unresized.
     """
-    from mtcp.metrics import build_metrics, to_floats
+    from mtcp.inference import Predictor
+    from mtcp.inference import evaluate as evaluate_models
 
-    metrics = build_metrics(dict(tasks), "mtinet", dataset="nyud")
-    for model in models:
-        model.eval()
-    for batch in batches:
-        outputs: dict[str, torch.Tensor] = {}
-        for model in models:
-            device = next(model.parameters()).device
-            out = model(batch["image"].to(device))
-            outputs.update({t: out[t].float().cpu() for t in model.tasks})
-        metrics.update(outputs, batch)
-    return to_floats(metrics.compute())
+    size = tuple(batches[0]["image"].shape[-2:])
+    predictors = [Predictor(m, m.tasks, size, device=next(m.parameters()).device) for m in models]
+    names = set().union(*(p.tasks for p in predictors))
+    if names != set(tasks):
+        raise MtcpError(f"the models predict {sorted(names)}, the test set has {sorted(tasks)}")
+    report = evaluate_models(
+        predictors, batches, protocol="mtinet", metric_dataset="nyud", targets=False
+    )
+    return report["metrics"]
 
 
 def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:

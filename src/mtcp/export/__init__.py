@@ -1,4 +1,8 @@
-"""Deployment formats: weights-only ``.safetensors`` and ONNX, plus an onnxruntime runner.
+"""Deployment writers: weights-only ``.safetensors`` and ONNX graphs.
+
+The readers (:func:`load_safetensors`, :func:`safetensors_metadata`) and the onnxruntime
+runner (:class:`OnnxModel`) live in :mod:`mtcp.inference.formats` and
+:mod:`mtcp.inference.onnx_runtime`; they are re-exported here.
 
 >>> import mtcp
 >>> from mtcp.export import export_onnx, OnnxModel, save_safetensors, load_safetensors
@@ -34,31 +38,37 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
+from mtcp.inference.formats import (
+    INPUT_NAME,
+    METADATA_KEY,
+    load_safetensors,
+    require_export,
+    safetensors_metadata,
+)
+from mtcp.inference.onnx_runtime import OnnxModel
 from mtcp.io import atomic_path
 
-METADATA_KEY = "mtcp"
-INPUT_NAME = "image"
+# the readers live in mtcp.inference (the lower layer); kept importable from here as well
+__all__ = [
+    "INPUT_NAME",
+    "METADATA_KEY",
+    "ONNX_OPSET",
+    "ONNX_TOLERANCE",
+    "OnnxModel",
+    "export_onnx",
+    "load_safetensors",
+    "relative_error",
+    "safetensors_metadata",
+    "save_safetensors",
+]
+
 ONNX_OPSET = 17
 #: largest accepted ``max|onnx - torch| / max|torch|`` per task when an export is verified
 ONNX_TOLERANCE = 1e-3
-
-
-def _require(*modules: str) -> list[Any]:
-    """Import the optional export dependencies or raise a :class:`MtcpError` naming the extra."""
-    import importlib
-
-    try:
-        return [importlib.import_module(m) for m in modules]
-    except ImportError as err:
-        raise MtcpError(
-            f"{err.name} is not installed: ONNX export and inference need the 'export' extra "
-            "(pip install 'mtcp[export]')"
-        ) from None
 
 
 def _metadata(
@@ -119,53 +129,6 @@ def save_safetensors(
             model, str(tmp), metadata={METADATA_KEY: json.dumps(meta)}, force_contiguous=True
         )
     return Path(path)
-
-
-def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``"mtcp"`` metadata entry of a ``.safetensors`` file (see the module docstring)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise MtcpError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise MtcpError(f"{path}: not a safetensors file ({err})") from None
-    if METADATA_KEY not in metadata:
-        raise MtcpError(
-            f"{path}: safetensors file without the {METADATA_KEY!r} metadata entry (the model "
-            "config), so the model cannot be rebuilt; write it with mtcp export --format "
-            "safetensors or mtcp.export.save_safetensors"
-        )
-    try:
-        meta = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as err:
-        raise MtcpError(f"{path}: the {METADATA_KEY!r} metadata is not JSON ({err})") from None
-    if not isinstance(meta, dict) or "name" not in (meta.get("model") or {}):
-        raise MtcpError(f"{path}: the {METADATA_KEY!r} metadata has no model config")
-    return meta
-
-
-def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model stored by :func:`save_safetensors`, load its weights strictly.
-
-    Returns:
-        the model in eval mode on ``device``.
-    """
-    from safetensors.torch import load_file
-
-    from mtcp.models.registry import create_model
-    from mtcp.models.weights import load_state  # models-branch hook: the one weight loader
-
-    meta = safetensors_metadata(path)
-    try:
-        model = create_model(**meta["model"])
-    except (MtcpError, TypeError) as err:
-        raise MtcpError(f"{path}: cannot rebuild the model from its stored config: {err}") from None
-    load_state(model, load_file(str(path)), str(path))
-    return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------- ONNX
@@ -265,7 +228,7 @@ def export_onnx(
     Returns:
         ``path``.
     """
-    onnx, _ = _require("onnx", "onnxruntime")
+    onnx, _ = require_export("onnx", "onnxruntime")
     h, w = _check_size(model, size)
     meta = _metadata(model, (h, w), intrinsics)
     tasks = list(model.tasks)
@@ -291,89 +254,3 @@ def export_onnx(
             sizes = [(h, w), (h + 40, w + 24)] if dynamic else [(h, w)]
             _verify_onnx(model, tmp, Path(path), sizes)
     return Path(path)
-
-
-class OnnxModel:
-    """An exported ONNX file run by onnxruntime, called like the PyTorch model.
-
-    ``OnnxModel(path)(image)`` takes a normalised float ``[B, 3, H, W]`` tensor or numpy array
-    and returns ``{task: Tensor [B, C_task, H, W]}`` on the CPU. A static file (batch 1) runs a
-    larger batch one image at a time. ``.to()`` and ``.eval()`` return the runner itself, so
-    code written for the torch model (e.g. :class:`mtcp.inference.Predictor`) accepts it.
-
-    Attributes:
-        tasks: ``{task: channels}``.
-        input_size: fixed ``(H, W)`` of a static export, None for a dynamic one.
-        meta: the ``"mtcp"`` metadata (model config, tasks, size, intrinsics).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        providers: Sequence[str] = ("CPUExecutionProvider",),
-        threads: int | None = None,
-    ) -> None:
-        (ort,) = _require("onnxruntime")
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise MtcpError(f"{self.path}: no such file")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            raise MtcpError(f"{self.path}: not a readable ONNX model ({err})") from None
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != [INPUT_NAME]:
-            raise MtcpError(
-                f"{self.path}: expected one input named {INPUT_NAME!r}, got "
-                f"{[i.name for i in inputs]} (export it with mtcp export)"
-            )
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        self.meta: dict[str, Any] = json.loads(raw) if raw else {}
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.tasks: dict[str, int] = dict(
-            self.meta.get("tasks") or {o.name: o.shape[1] for o in self.session.get_outputs()}
-        )
-        batch, _, h, w = inputs[0].shape
-        self.batch = batch if isinstance(batch, int) else None
-        self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
-    def to(self, device: Any) -> OnnxModel:
-        """No-op (onnxruntime picks its device from the providers); returns ``self``."""
-        return self
-
-    def eval(self) -> OnnxModel:
-        """No-op (an exported graph is always in eval mode); returns ``self``."""
-        return self
-
-    def __call__(self, image: Tensor | np.ndarray) -> dict[str, Tensor]:
-        if isinstance(image, Tensor):
-            image = image.detach().cpu().numpy()
-        x = np.ascontiguousarray(image, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise MtcpError(
-                f"{self.path}: expects normalised RGB images [B, 3, H, W], got shape {x.shape}"
-            )
-        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
-            h, w = self.input_size
-            raise MtcpError(
-                f"{self.path}: exported for {h}x{w} images, got {x.shape[2]}x{x.shape[3]}; "
-                "resize the image or export with --dynamic"
-            )
-        step = self.batch or len(x)
-        if len(x) % step:
-            raise MtcpError(f"{self.path}: batch of {len(x)} is not a multiple of {step}")
-        runs = [
-            self.session.run(self.output_names, {INPUT_NAME: x[i : i + step]})
-            for i in range(0, len(x), step)
-        ]
-        return {
-            name: torch.from_numpy(np.concatenate([r[k] for r in runs]))
-            for k, name in enumerate(self.output_names)
-        }
-
-    def __repr__(self) -> str:
-        size = "dynamic" if self.input_size is None else "x".join(map(str, self.input_size))
-        return f"OnnxModel({str(self.path)!r}, tasks={list(self.tasks)}, size={size})"

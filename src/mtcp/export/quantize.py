@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtcp.errors import MtcpError
-from mtcp.export import INPUT_NAME, METADATA_KEY, ONNX_OPSET, _require, export_onnx
+from mtcp.export import INPUT_NAME, METADATA_KEY, ONNX_OPSET, export_onnx
+from mtcp.inference.formats import require_export
 from mtcp.io import atomic_path
 
 #: calibration images drawn when none are given
@@ -153,7 +154,7 @@ def quantize_onnx(
         per_channel: one weight scale per output channel (more accurate than per tensor).
         calibration_note: where the calibration images came from (stored in the metadata).
     """
-    onnx, _ = _require("onnx", "onnxruntime")
+    onnx, _ = require_export("onnx", "onnxruntime")
     from onnxruntime import quantization as q
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -13,8 +13,9 @@ Accepted files:
   :func:`mtcp.export.save_safetensors` (weights plus the model config; it needs the stored
   input size);
 * an ONNX graph (``.onnx``) written by ``mtcp export --format onnx``, run on the CPU by
-  onnxruntime (:class:`mtcp.export.OnnxModel`; needs the ``export`` extra). A static graph
-  runs at its fixed input size, a dynamic one at the size stored in its metadata.
+  onnxruntime (:class:`mtcp.inference.onnx_runtime.OnnxModel`; needs the ``export`` extra).
+  A static graph runs at its fixed input size, a dynamic one at the size stored in its
+  metadata.
 
 A file that would need full unpickling is refused unless ``trust=True``.
 
@@ -35,238 +36,27 @@ Images are resized to the network's input size (the training size stored in the 
 the outputs resized back (bilinear on logits, metres and vectors; normals re-normalised).
 Grayscale images are replicated to RGB, an alpha channel is dropped, 16-bit and float images
 are scaled to the 8-bit range.
+
+Modules: :mod:`~mtcp.inference.predictor` (``Predictor``, ``load``, the resize policy),
+:mod:`~mtcp.inference.formats` (checkpoint and safetensors readers),
+:mod:`~mtcp.inference.onnx_runtime` (``OnnxModel``), :mod:`~mtcp.inference.maps` (outputs →
+physical maps), :mod:`~mtcp.inference.evaluate` (``evaluate``: the one evaluation loop),
+:mod:`~mtcp.inference.outputs` (files written per image, coherence scores, review flag),
+:mod:`~mtcp.inference.inputs` (image files, folders, videos) and
+:mod:`~mtcp.inference.folder` (``predict_to_folder``: what ``mtcp predict`` does).
 """
 
-from __future__ import annotations
+from mtcp.inference.evaluate import evaluate
+from mtcp.inference.formats import load_checkpoint_model
+from mtcp.inference.maps import to_numpy_maps
+from mtcp.inference.predictor import ImageLike, Predictor, load, to_rgb_array
 
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-
-from mtcp.errors import MtcpError
-from mtcp.inference import precision as prec
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
-
-if TYPE_CHECKING:
-    from mtcp.export import OnnxModel
-
-ImageLike = str | Path | np.ndarray | Image.Image
-
-
-def to_rgb_array(image: ImageLike) -> np.ndarray:
-    """A path, PIL image or numpy array → ``uint8 [H, W, 3]`` RGB.
-
-    numpy input: ``[H, W]`` grayscale, ``[H, W, 1|3|4]``; ``uint8``, ``uint16`` (scaled by
-    1/257) or float in [0, 1].
-    """
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as img:
-                img.load()
-                return to_rgb_array(img)
-        except FileNotFoundError:
-            raise MtcpError(f"{image}: no such file") from None
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise MtcpError(f"{image}: cannot read the image ({err})") from None
-    if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return to_rgb_array(np.asarray(image).astype(np.uint16))
-        if image.mode == "F":
-            return to_rgb_array(np.asarray(image, dtype=np.float32))
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
-        raise MtcpError(
-            f"image array of shape {array.shape}: expected [H, W], [H, W, 1], [H, W, 3] or "
-            "[H, W, 4]"
-        )
-    array = array[..., :3]
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
-    if array.dtype == np.uint16:
-        return (array / 257.0).round().astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating) or array.dtype == bool:
-        return (
-            (np.clip(np.nan_to_num(array.astype(np.float32)), 0, 1) * 255).round().astype(np.uint8)
-        )
-    if np.issubdtype(array.dtype, np.integer):
-        return np.clip(array, 0, 255).astype(np.uint8)
-    raise MtcpError(f"image array of dtype {array.dtype}: expected uint8, uint16 or float")
-
-
-class Predictor:
-    """A model ready for inference; see the module docstring for inputs and outputs.
-
-    Attributes:
-        model: the network (eval mode) on ``device``: a torch model or an
-            :class:`mtcp.export.OnnxModel` (onnxruntime, CPU).
-        tasks: ``{task: channels}``.
-        size: network input ``(H, W)``.
-        intrinsics: ``(fx, fy, cx, cy)`` of the training camera at ``size`` (or None).
-        precision: what the model runs in, ``"fp32"``, ``"bf16"`` or ``"int8"`` (see
-            :mod:`mtcp.inference.precision`; ``"bf16"`` falls back to ``"fp32"`` on a CPU
-            without native bf16); None = fp32, or an ONNX graph's own precision.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module | OnnxModel,
-        tasks: Mapping[str, int],
-        size: Sequence[int],
-        device: str | torch.device = "cpu",
-        intrinsics: Sequence[float] | None = None,
-        precision: str | None = None,
-    ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        if isinstance(model, torch.nn.Module):
-            self.precision = prec.resolve_precision(precision or "fp32", self.device)
-            prec.prepare_model(self.model, self.precision)
-        else:  # an ONNX graph runs in the precision it was exported in
-            self.precision = prec.check_onnx_precision(precision, model.meta, model.path)
-        self.tasks = dict(tasks)
-        self.size = (int(size[0]), int(size[1]))
-        self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)
-
-    def _prepare(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.tensor(rgb).permute(2, 0, 1).float().div_(255.0)[None]
-        x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        return ((x - mean) / std)[0]
-
-    @torch.no_grad()
-    def predict_raw(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        """``uint8 [H, W, 3]`` arrays → per image, the model outputs (logits / metres /
-        vectors, ``[C, H, W]`` float32 on the CPU) resized to that image's size."""
-        batch = torch.stack([self._prepare(rgb) for rgb in images]).to(self.device)
-        with prec.autocast(self.precision, self.device):
-            outputs = self.model(batch)
-        results = []
-        for i, rgb in enumerate(images):
-            maps = {}
-            for task in self.tasks:
-                out = outputs[task][i : i + 1].float()
-                out = F.interpolate(out, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-                maps[task] = out[0].cpu()
-            results.append(maps)
-        return results
-
-    def predict(
-        self, images: ImageLike | Iterable[ImageLike], batch_size: int = 4
-    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Per-task maps in physical units for one image, or a list of dicts for a list."""
-        from mtcp.engine.callbacks import to_numpy_maps
-
-        single = isinstance(images, (str, Path, np.ndarray, Image.Image))
-        items = [images] if single else list(images)
-        arrays = [to_rgb_array(x) for x in items]
-        results: list[dict[str, np.ndarray]] = []
-        for start in range(0, len(arrays), batch_size):
-            for raw in self.predict_raw(arrays[start : start + batch_size]):
-                batched = {t: v[None] for t, v in raw.items()}
-                results.append(to_numpy_maps(batched, self.tasks)[0])
-        return results[0] if single else results
-
-    def camera(self, size: Sequence[int]) -> np.ndarray | None:
-        """The training camera scaled to an image of ``size = (H, W)`` (None when unknown)."""
-        if self.intrinsics is None:
-            return None
-        from mtcp.geometry import scale_intrinsics
-
-        return scale_intrinsics(self.intrinsics, self.size, (int(size[0]), int(size[1])))
-
-
-def _build(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> Any:
-    from mtcp.models.registry import create_model
-
-    config = dict(meta["model"])
-    name = config.pop("name")
-    config.pop("tasks", None)
-    tasks = resolve_tasks(dict(meta["tasks"]))
-    model = create_model(name, tasks=tasks, **config)
-    # models-branch hook: the one weight loader (strictness, transformers 4/5 Swin names)
-    from mtcp.models.weights import load_state
-
-    load_state(model, state, where)
-    return model, tasks
-
-
-def load_checkpoint_model(path: str | Path, trust: bool = False) -> tuple[Any, dict, dict]:
-    """(model, tasks, the checkpoint's ``mtcp`` section) of an ``mtcp train`` checkpoint."""
-    from mtcp.engine.module import CHECKPOINT_KEY
-    from mtcp.io import load_checkpoint
-
-    ckpt = load_checkpoint(path, trust=trust)
-    meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
-    if meta is None or "state_dict" not in ckpt:
-        raise MtcpError(f"{path}: not an mtcp checkpoint (no {CHECKPOINT_KEY!r} section)")
-    prefix = "model."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model, tasks = _build(meta, state, str(path))
-    return model, tasks, meta
-
-
-def load(
-    path: str | Path,
-    device: str | torch.device = "cpu",
-    trust: bool = False,
-    precision: str | None = None,
-) -> Predictor:
-    """Load a checkpoint, weights file or ONNX graph (see module docstring) as a
-    :class:`Predictor`.
-
-    Args:
-        path: ``.ckpt`` of ``mtcp train``, ``.safetensors`` or ``.onnx`` (``mtcp export``).
-        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); an ONNX graph
-            always runs on the CPU through onnxruntime.
-        trust: allow full unpickling of a checkpoint that needs it. Only for files of
-            trusted origin: unpickling can execute arbitrary code.
-        precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` (an int8-quantized ONNX
-            graph); None = fp32, or the ONNX graph's own precision. See
-            :mod:`mtcp.inference.precision`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MtcpError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from mtcp.export import OnnxModel
-
-        runner = OnnxModel(path)
-        size = runner.input_size or runner.meta.get("size")
-        if size is None:
-            raise MtcpError(f"{path}: ONNX graph with free H and W and no stored input size")
-        return Predictor(
-            runner,
-            runner.tasks,
-            size,
-            device="cpu",
-            intrinsics=runner.meta.get("intrinsics"),
-            precision=precision,
-        )
-    if suffix == ".safetensors":
-        from mtcp.export import load_safetensors, safetensors_metadata
-
-        meta = safetensors_metadata(path)
-        if meta.get("size") is None:
-            raise MtcpError(
-                f"{path}: no input size in the 'mtcp' metadata; write it with "
-                "mtcp.export.save_safetensors(model, path, size=(H, W))"
-            )
-        model = load_safetensors(path)
-        intrinsics = meta.get("intrinsics")
-        return Predictor(model, model.tasks, meta["size"], device, intrinsics, precision)
-    model, tasks, meta = load_checkpoint_model(path, trust=trust)
-    size = meta["config"]["data"]["size"]
-    intrinsics = meta.get("intrinsics")
-    return Predictor(model, tasks, size, device, intrinsics, precision)
+__all__ = [
+    "ImageLike",
+    "Predictor",
+    "evaluate",
+    "load",
+    "load_checkpoint_model",
+    "to_numpy_maps",
+    "to_rgb_array",
+]

@@ -1,0 +1,275 @@
+"""One evaluation loop: :func:`evaluate` scores a model (or several) on a dataset split.
+
+>>> import mtcp
+>>> report = mtcp.evaluate("runs/synthetic_tiny/version_0/checkpoints/best.ckpt", limit=8)
+>>> report["metrics"]["depth"]["rmse"]                   # metres
+
+The model is anything :func:`mtcp.load` accepts (``.ckpt``, ``.safetensors``, ``.onnx``), a
+:class:`~mtcp.inference.predictor.Predictor`, or a list of predictors whose outputs are scored
+jointly (e.g. one single-task model per task). Images go through the resize policy of
+:mod:`mtcp.inference.predictor`: fed at the network's input size, the outputs resized back to
+each label map's own size before scoring (the release's protocol).
+
+The data is the checkpoint's own source by default (its ``data.source``; an exported file does
+not record it, so ``data`` is needed), ``"synthetic"``, a dataset folder (layout detected), a
+``Dataset`` of tensor samples, or an iterable of batches already in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from mtcp.errors import MtcpError
+from mtcp.inference.predictor import Predictor, load
+from mtcp.io import write_json
+
+
+def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
+    """Coherence metrics scored on the *targets* (the attainable level, SPEC §7), or None.
+
+    ``update(outputs, batch)`` ignores ``outputs``; ``compute()`` gives ``{"coherence": ...}``
+    with the same keys as the validation metrics.
+    """
+    # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
+    from mtcp.metrics import MultiTaskMetrics, coherence_metrics
+
+    extra = coherence_metrics(tasks, from_targets=True)
+    return MultiTaskMetrics({}, extra) if extra else None
+
+
+def target_coherence(batches: Iterable[Mapping], tasks: Mapping[str, int]) -> dict[str, Any]:
+    """Coherence of the targets of ``batches`` as floats (``{}`` when the tasks have none)."""
+    from mtcp.metrics import to_floats  # lazy: as above
+
+    metrics = target_coherence_metrics(tasks)
+    if metrics is None:
+        return {}
+    for batch in batches:
+        metrics.update({}, batch)
+    return to_floats(metrics.compute())
+
+
+def _predictors(
+    model: Any, device: str | torch.device, trust: bool, precision: str | None
+) -> list[Predictor]:
+    if isinstance(model, Predictor):
+        return [model]
+    if isinstance(model, (str, os.PathLike)):
+        return [load(model, device=device, trust=trust, precision=precision)]
+    items = list(model)
+    if not items or not all(isinstance(p, Predictor) for p in items):
+        raise MtcpError(
+            "evaluate: model must be a file mtcp.load accepts, a Predictor or a list of them"
+        )
+    return items
+
+
+def _setting(config: Mapping[str, Any] | None, section: str, key: str) -> Any:
+    return ((config or {}).get(section) or {}).get(key)
+
+
+def _check_tasks(data_tasks: Mapping[str, int], tasks: Mapping[str, int], where: str, source: Any):
+    for task, channels in tasks.items():
+        if task not in data_tasks:
+            raise MtcpError(
+                f"{where}: the model predicts {task!r}, which {source} has no labels for"
+            )
+        if data_tasks[task] != channels:
+            raise MtcpError(
+                f"{where}: task {task!r} has {channels} classes in the model but "
+                f"{data_tasks[task]} in {source}; evaluate on data with the same task set"
+            )
+
+
+def _dataset(
+    predictor: Predictor, source: str, split: str, tasks: Mapping[str, int], where: str
+) -> Dataset:
+    from mtcp.data.build import build_dataset  # lazy: the readers, keeps `mtcp --help` fast
+
+    config = predictor.config
+    synthetic = source == "synthetic"
+    options = {
+        "val_fraction": _setting(config, "data", "val_fraction"),
+        "seed": _setting(config, "trainer", "seed"),
+        # the training pool's size; the test pool has its own (see build_dataset)
+        "n": None
+        if not synthetic or split == "test"
+        else _setting(config, "data", "synthetic_scenes"),
+    }
+    # synthetic scenes are rendered at the network's size; real data keeps its own size
+    dataset = build_dataset(
+        source,
+        split,
+        tasks,
+        recipe=None,
+        size=predictor.size if synthetic else None,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    _check_tasks(dict(getattr(dataset, "tasks", tasks)), tasks, where, source)
+    return dataset
+
+
+@torch.no_grad()
+def score(
+    predictors: Sequence[Predictor],
+    batches: Iterable[Mapping[str, Any]],
+    metrics: Any,
+    targets: Any = None,
+) -> int:
+    """Update ``metrics`` (and the target-coherence ``targets``) with the joint predictions of
+    ``predictors`` on every batch; returns the number of images seen."""
+    n_images = 0
+    for batch in batches:
+        outputs: dict[str, torch.Tensor] = {}
+        for predictor in predictors:
+            outputs.update(predictor.forward(batch["image"]))
+        metrics.update(outputs, batch)
+        if targets is not None:
+            targets.update({}, batch)
+        n_images += batch["image"].shape[0]
+    return n_images
+
+
+def evaluate(
+    model: str | os.PathLike[str] | Predictor | Sequence[Predictor],
+    data: str | os.PathLike[str] | Dataset | Iterable[Mapping[str, Any]] | None = None,
+    *,
+    split: str = "test",
+    protocol: str | None = None,
+    metric_dataset: str | None = None,
+    references: str | Mapping[str, Any] | None = None,
+    batch_size: int = 4,
+    limit: int | None = None,
+    trust: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str | None = None,
+    targets: bool = True,
+) -> dict[str, Any]:
+    """Every metric of the model's tasks, coherence and (with references) Δm.
+
+    Args:
+        model: see the module docstring.
+        data: see the module docstring; ``None`` = the checkpoint's training source.
+        split: ``"test"`` (default), ``"val"`` (carved from train as in training) or
+            ``"train"``; for data given as a source.
+        protocol: ``"mtinet"`` or ``"atrc"``; default: the checkpoint's, else ``"mtinet"``.
+        metric_dataset: ``"nyud"`` or ``"pascal"`` (boundary tolerance); default from the
+            detected layout.
+        references: single-task results (JSON file, folder or mapping) for Δm.
+        batch_size: images per forward pass (synthetic data and in-memory datasets; real
+            folders are read one image at a time, their sizes may differ).
+        limit: score only the first ``limit`` images.
+        trust, device, precision: passed to :func:`mtcp.load` when ``model`` is a file.
+        targets: also score the coherence of the targets (``report["targets"]``).
+
+    Returns:
+        the JSON-ready report: ``checkpoint``, ``model``, ``data``, ``split``, ``n_images``,
+        ``protocol``, ``seconds``, ``metrics`` (``{task: {metric: value}, "coherence": ...}``,
+        counters included), ``details``, ``targets`` and, with references, ``delta_m`` (%) and
+        ``delta_m_terms``.
+    """
+    # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
+    from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
+
+    predictors = _predictors(model, device, trust, precision)
+    where = str(model) if isinstance(model, (str, os.PathLike)) else "model"
+    tasks: dict[str, int] = {}
+    for predictor in predictors:
+        tasks.update(predictor.tasks)
+    first = predictors[0]
+    protocol = protocol or _setting(first.config, "eval", "protocol") or "mtinet"
+    if data is None:
+        data = _setting(first.config, "data", "source")
+        if data is None:
+            raise MtcpError(
+                f"{where}: the file does not record its training data (an exported "
+                ".safetensors / .onnx, or a hand-made checkpoint); choose the data: "
+                "--data synthetic or --data FOLDER (Python: data=...)"
+            )
+    source = str(data) if isinstance(data, (str, os.PathLike)) else None
+    if source is not None:
+        dataset: Any = _dataset(first, source, split, tasks, where)
+        if source != "synthetic":
+            batch_size = 1
+    else:
+        dataset = data
+    inner = getattr(dataset, "dataset", dataset)  # a Subset's dataset
+    if limit:
+        if not isinstance(dataset, Dataset):
+            raise MtcpError("evaluate: limit needs a dataset, not an iterable of batches")
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    batches = DataLoader(dataset, batch_size=batch_size) if isinstance(dataset, Dataset) else data
+    metric_dataset = metric_dataset or getattr(inner, "metrics_dataset", "nyud")
+    metrics = build_metrics(tasks, protocol, dataset=metric_dataset)
+    target_metrics = target_coherence_metrics(tasks) if targets else None
+    start = time.monotonic()
+    n_images = score(predictors, batches, metrics, target_metrics)
+    results = to_floats(metrics.compute())
+    report: dict[str, Any] = {
+        "checkpoint": where if isinstance(model, (str, os.PathLike)) else None,
+        "model": first.name if len(predictors) == 1 else [p.name for p in predictors],
+        "data": source if source is not None else type(data).__name__,
+        "split": split,
+        "precision": first.precision if len(predictors) == 1 else [p.precision for p in predictors],
+        "n_images": n_images,
+        "protocol": metrics.describe(),
+        "seconds": round(time.monotonic() - start, 2),
+        "metrics": results,
+        "details": metrics.details(),
+        "targets": to_floats(target_metrics.compute()) if target_metrics is not None else {},
+    }
+    if references:
+        refs = load_references(references)
+        report["delta_m"] = delta_m(results, refs, tasks=list(tasks))
+        report["delta_m_terms"] = delta_m_terms(results, refs, tasks=list(tasks))
+    return report
+
+
+def report_path(checkpoint: str | os.PathLike[str], split: str) -> Path:
+    """Default JSON file of an evaluation: ``<checkpoint stem>.<split>.json`` beside it."""
+    return Path(checkpoint).with_suffix(f".{split}.json")
+
+
+def save_report(
+    report: Mapping[str, Any], out: str | os.PathLike[str] | None, split: str = "test"
+) -> tuple[Path, str | None]:
+    """Write ``report`` as JSON where it can; returns ``(path written, note or None)``.
+
+    ``out`` given: written there, or an :class:`MtcpError` saying why not. ``out=None``: beside
+    the checkpoint (:func:`report_path`); when that folder is not writable (read-only, no
+    permission, full), into the current folder instead, and the note says so.
+    """
+
+    if out is not None:
+        try:
+            return write_json(out, report), None
+        except (OSError, MtcpError) as err:
+            raise MtcpError(
+                f"cannot write the results to {out} ({_why(err)}); the table above holds them: "
+                "choose another --out"
+            ) from None
+    default = report_path(report["checkpoint"] or "evaluation", split)
+    try:
+        return write_json(default, report), None
+    except (OSError, MtcpError) as err:
+        fallback = Path.cwd() / default.name
+        reason = f"cannot write {default} ({_why(err)})"
+        try:
+            write_json(fallback, report)
+        except (OSError, MtcpError) as err2:
+            raise MtcpError(
+                f"{reason}, nor {fallback} ({_why(err2)}); the table above holds the results: "
+                "pass --out FILE in a writable folder"
+            ) from None
+        return fallback, f"{reason}; wrote {fallback} instead (choose with --out)"
+
+
+def _why(err: Exception) -> str:
+    return (err.strerror if isinstance(err, OSError) else None) or str(err)

@@ -1,0 +1,261 @@
+"""``predict_to_folder``: dense maps for image files, folders and videos, written into a folder
+(what ``mtcp predict`` does; the files are described in :mod:`mtcp.inference.outputs`).
+
+The images are read and decoded in DataLoader worker processes (:mod:`mtcp.inference.inputs`)
+while the model runs in this one, and each predicted image is scored and written in a background
+thread while the model runs on the next batch. Every image is resized to the network's input
+size, so images of any size share a batch; the outputs are resized back to each image's own
+size. A failure of one image (unreadable file, a decoder error, any exception while
+predicting, scoring or writing it) is reported, listed in ``predictions.csv`` with its error,
+and skipped; the others go on.
+
+The output folder must be new or empty unless ``overwrite=True``, which replaces only the files
+this function writes (other files in the folder are left alone).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mtcp.errors import MtcpError
+from mtcp.inference.inputs import DecodedImages, as_list, expand_inputs, stack_inputs
+from mtcp.inference.maps import to_numpy_maps
+from mtcp.inference.outputs import (
+    MAX_ANGLE,
+    MIN_BOUNDARY_F,
+    RAW_FORMATS,
+    coherence_scores,
+    review_flag,
+    write_csv,
+    write_outputs,
+)
+from mtcp.inference.predictor import Predictor
+from mtcp.io import remove_stale_temporaries
+
+CSV_NAME = "predictions.csv"
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_to_folder` did: ``rows`` are the CSV rows, in input order."""
+
+    out: Path
+    csv: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    #: wall time of the whole run (reading, predicting, writing)
+    seconds: float = 0.0
+
+    @property
+    def n_ok(self) -> int:
+        return sum(r["status"] == "ok" for r in self.rows)
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.rows) - self.n_ok
+
+    @property
+    def n_flagged(self) -> int:
+        return sum(int(r.get("review") or 0) for r in self.rows)
+
+
+def check_output_folder(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` as a folder mtcp may write into: new, empty, or ``overwrite`` given."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MtcpError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not overwrite:
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise MtcpError(
+                f"--out {out}: folder is not empty ({len(entries)} entries: {shown}); choose a "
+                "new folder, or pass --overwrite to replace the files mtcp predict writes there"
+            )
+    return out
+
+
+def default_workers() -> int:
+    """Decoding worker processes: up to 2, fewer on a machine with fewer cores."""
+    return min(2, max((os.cpu_count() or 1) - 1, 0))
+
+
+def _output_name(name: str, used: set[str]) -> str:
+    stem = name.split("#")[0]
+    base = Path(stem).stem + (f"_f{int(name.split('#')[1]):06d}" if "#" in name else "")
+    candidate, k = base, 1
+    while candidate in used:
+        candidate, k = f"{base}_{k}", k + 1
+    used.add(candidate)
+    return candidate
+
+
+def _describe(err: Exception) -> str:
+    return str(err) if isinstance(err, MtcpError) else f"{type(err).__name__}: {err}"
+
+
+class _Writer:
+    """Per-image work after the forward pass (maps, scores, files, the CSV row), in
+    ``threads`` background threads (0 = inline) so that it overlaps the next forward pass;
+    PNG encoding and the torch / numpy work of the scores release the GIL."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        out: Path,
+        raw: str,
+        max_angle: float,
+        min_boundary_f: float,
+        report: Callable[[str], None],
+        threads: int,
+    ) -> None:
+        self.predictor, self.out, self.raw = predictor, out, raw
+        self.max_angle, self.min_boundary_f, self.report = max_angle, min_boundary_f, report
+        self.used: set[str] = set()
+        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
+        self.pending: deque[Future] = deque()
+        self.limit = 2 * max(threads, 1)
+
+    def fail(self, item: dict[str, Any], message: str, status: str) -> None:
+        self.report(f"skipped {message}")
+        self.rows[item["key"]] = {"input": item["name"], "status": status, "reason": message}
+
+    def write(self, item: dict[str, Any], raw_maps: dict[str, Any]) -> None:
+        """Queue the work of one predicted image (its folder name is chosen here, in order)."""
+        folder = self.out / _output_name(item["name"], self.used)
+        if self.pool is None:
+            self._finish(item, raw_maps, folder)
+            return
+        while len(self.pending) >= self.limit:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._finish, item, raw_maps, folder))
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the queued images (or drop those not started, with ``cancel``)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def _finish(self, item: dict[str, Any], raw_maps: dict[str, Any], folder: Path) -> None:
+        rgb = item["rgb"]
+        try:
+            maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
+            scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
+            reason = review_flag(scores, self.max_angle, self.min_boundary_f)
+            write_outputs(folder, rgb, maps, self.predictor.tasks, self.raw)
+        except Exception as err:  # any failure of one image: listed, the others go on
+            self.fail(item, f"{item['name']}: {_describe(err)}", "failed")
+            return
+        self.rows[item["key"]] = {
+            "input": item["name"],
+            "output": str(folder),
+            "status": "ok",
+            "height": rgb.shape[0],
+            "width": rgb.shape[1],
+            **{k: round(v, 4) for k, v in scores.items()},
+            "review": int(bool(reason)),
+            "reason": reason,
+        }
+
+
+def _forward(predictor: Predictor, items: list[dict[str, Any]], writer: _Writer) -> None:
+    """One batch through the model; if the batch fails, each image alone (isolates the bad one)."""
+    sizes = [item["rgb"].shape[:2] for item in items]
+    try:
+        outputs = predictor.forward_prepared(stack_inputs(items), sizes)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        if len(items) == 1:
+            writer.fail(items[0], f"{items[0]['name']}: {_describe(err)}", "failed")
+            return
+        for item in items:
+            _forward(predictor, [item], writer)
+        return
+    for item, raw_maps in zip(items, outputs):
+        writer.write(item, raw_maps)
+
+
+def predict_to_folder(
+    predictor: Predictor,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    raw: str = "png",
+    every: int = 1,
+    max_angle: float = MAX_ANGLE,
+    min_boundary_f: float = MIN_BOUNDARY_F,
+    overwrite: bool = False,
+    batch_size: int = 4,
+    workers: int | None = None,
+    writer_threads: int = 1,
+    progress: bool = False,
+    report: Callable[[str], None] = lambda message: None,
+) -> PredictSummary:
+    """Predict every input into ``out`` (see the module docstring).
+
+    Args:
+        predictor: from :func:`mtcp.load`.
+        inputs: image files, folders of images, videos.
+        out: output folder (new or empty unless ``overwrite``).
+        raw: raw value format, ``"png"`` or ``"npy"`` (:mod:`mtcp.inference.outputs`).
+        every: videos: keep every ``every``-th frame.
+        max_angle, min_boundary_f: thresholds of the review flag.
+        batch_size: images per forward pass.
+        workers: decoding processes (``0`` = decode in this process; default
+            :func:`default_workers`).
+        writer_threads: threads scoring and writing predicted images while the model runs
+            (``0`` = in turn with the model).
+        progress: show a progress bar with images/s on stderr.
+        report: called with one line per skipped input.
+
+    Returns:
+        a :class:`PredictSummary`; ``predictions.csv`` is written even when interrupted.
+    """
+    if raw not in RAW_FORMATS:
+        raise MtcpError(f"raw format {raw!r}: expected one of {', '.join(RAW_FORMATS)}")
+    out = check_output_folder(out, overwrite)
+    entries = expand_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    workers = default_workers() if workers is None else max(int(workers), 0)
+    loader = DataLoader(
+        DecodedImages(entries, predictor.size, every),
+        batch_size=max(int(batch_size), 1),
+        collate_fn=as_list,
+        num_workers=min(workers, len(entries)),
+    )
+    writer = _Writer(predictor, out, raw, max_angle, min_boundary_f, report, writer_threads)
+    has_video = any(e.kind == "video" for e in entries)
+    bar = _progress_bar(None if has_video else len(entries), progress)
+    start = time.perf_counter()
+    finished = False
+    try:
+        for batch in loader:
+            good = [item for item in batch if item["error"] is None]
+            for item in batch:
+                if item["error"] is not None:
+                    writer.fail(item, item["error"], "unreadable")
+            if good:
+                _forward(predictor, good, writer)
+            bar.update(len(batch))
+        finished = True
+    finally:
+        writer.close(cancel=not finished)
+        bar.close()
+        rows = [writer.rows[k] for k in sorted(writer.rows)]
+        path = write_csv(out / CSV_NAME, rows)
+    return PredictSummary(out, path, rows, time.perf_counter() - start)
+
+
+def _progress_bar(total: int | None, enabled: bool) -> Any:
+    return tqdm(total=total, unit="img", disable=not enabled, desc="mtcp predict", leave=False)

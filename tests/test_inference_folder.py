@@ -1,0 +1,109 @@
+"""``predict_to_folder`` (``mtcp predict``): never destroys a user's files, one failing image
+never stops the others, worker decoding gives the same files as in-process decoding."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mtcp
+import mtcp.inference.folder as folder_module
+from mtcp.cli import main
+from mtcp.errors import MtcpError
+from mtcp.inference.folder import predict_to_folder
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_ckpt):
+    return mtcp.load(trained_ckpt)
+
+
+def _images(root, sizes):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"im{i}.png")
+    return root
+
+
+def _rows(out):
+    with open(out / "predictions.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_refuses_a_non_empty_folder_and_never_deletes_user_files(
+    trained_ckpt, predictor, tmp_path, capsys
+):
+    images = _images(tmp_path / "in", [(20, 30)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "predictions.csv").write_text("my own table\n")
+    assert main(["predict", str(trained_ckpt), str(images), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "not empty" in err and "--overwrite" in err
+    assert (out / "predictions.csv").read_text() == "my own table\n"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "predictions.csv"]
+    with pytest.raises(MtcpError, match="not empty"):
+        predict_to_folder(predictor, [images], out)
+
+    argv = ["predict", str(trained_ckpt), str(images), "--out", str(out), "--overwrite"]
+    assert main(argv) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # not ours: left alone
+    assert [r["status"] for r in _rows(out)] == ["ok"]
+    assert (out / "im0" / "panel.png").is_file()
+
+
+def test_one_failing_image_is_listed_and_the_others_go_on(predictor, tmp_path, monkeypatch):
+    sizes = [(20, 30), (13, 17), (1, 1), (1, 500), (40, 25)]
+    images = _images(tmp_path / "in", sizes)
+    (images / "zz_broken.png").write_bytes(b"\x89PNG not really")
+    real = folder_module.coherence_scores
+
+    def fails_on_13_rows(maps, intrinsics):
+        if maps["depth"].shape[0] == 13:
+            raise ZeroDivisionError("simulated failure")
+        return real(maps, intrinsics)
+
+    monkeypatch.setattr(folder_module, "coherence_scores", fails_on_13_rows)
+    skipped = []
+    summary = predict_to_folder(
+        predictor, [images], tmp_path / "out", batch_size=2, workers=0, report=skipped.append
+    )
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in _rows(tmp_path / "out")}
+    assert list(rows) == ["im0.png", "im1.png", "im2.png", "im3.png", "im4.png", "zz_broken.png"]
+    assert rows["im1.png"]["status"] == "failed"
+    assert "ZeroDivisionError: simulated failure" in rows["im1.png"]["reason"]
+    assert rows["zz_broken.png"]["status"] == "unreadable"
+    assert "zz_broken.png" in rows["zz_broken.png"]["reason"]
+    for name in ("im0.png", "im4.png"):
+        assert rows[name]["status"] == "ok"
+    # tiny images are predicted or listed with their error, never abort the batch
+    for name in ("im2.png", "im3.png"):
+        assert rows[name]["status"] == "ok" or rows[name]["reason"]
+    assert summary.n_ok + summary.n_failed == 6
+    assert len(skipped) == summary.n_failed and any("im1.png" in s for s in skipped)
+    assert not (tmp_path / "out" / "im1").exists()
+
+
+def test_worker_processes_give_the_files_of_in_process_decoding(predictor, tmp_path, capsys):
+    images = _images(tmp_path / "in", [(20, 30), (33, 21), (20, 30), (50, 64), (7, 9)])
+    a = predict_to_folder(predictor, [images], tmp_path / "a", raw="npy", workers=0)
+    b = predict_to_folder(
+        predictor, [images], tmp_path / "b", raw="npy", workers=2, batch_size=3, progress=True
+    )
+    assert "img/s" in capsys.readouterr().err  # the progress bar's rate
+    assert a.n_ok == b.n_ok == 5
+    rows_a, rows_b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    for r in rows_a + rows_b:
+        r["output"] = r["output"].rsplit("/", 1)[-1]
+    assert rows_a == rows_b
+    for i in range(5):
+        for task in predictor.tasks:
+            x = np.load(tmp_path / "a" / f"im{i}" / f"{task}.npy")
+            y = np.load(tmp_path / "b" / f"im{i}" / f"{task}.npy")
+            assert x.shape[:2] == (int(a.rows[i]["height"]), int(a.rows[i]["width"]))
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
