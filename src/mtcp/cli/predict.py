@@ -23,9 +23,13 @@ coherence scores (SPEC §7; the camera is assumed to be the training camera scal
 image): ``depth_normal_deg`` (mean angle between predicted normals and the normals implied by
 the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
 boundaries; higher is better; ``nan`` = undefined: neither map has a boundary, as in constant
-maps, and not flagged). ``review = 1`` flags images whose predictions disagree with
-each other: ``depth_normal_deg > --max-angle`` (default 30°) or ``boundary_f < --min-boundary-f``
-(default 0.2). An unreadable input is reported, listed with status ``unreadable`` and skipped.
+maps). ``review_score`` (in [0, 1], higher = more likely wrong) and ``review = 1`` come from the
+review score calibrated at the end of ``mtcp train`` (:mod:`mtcp.inference.review`): by default
+the checkpoint's review budget (``review.rate``, e.g. one image in ten of the validation images),
+``--review-rate`` or ``--review-threshold`` to change it; ``reason`` says why in words. A model
+without a calibration (older checkpoints) is flagged by the legacy rule (depth-normal > 30° or
+boundary F < 0.2) and says so. An unreadable input is reported, listed with status
+``unreadable`` and skipped.
 """
 
 from __future__ import annotations
@@ -45,8 +49,6 @@ from mtcp.errors import MtcpError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-MAX_ANGLE = 30.0
-MIN_BOUNDARY_F = 0.2
 
 
 def add_parser(subparsers: Any) -> None:
@@ -76,16 +78,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--raw", choices=("png", "npy"), default="png", help="raw value format")
     parser.add_argument("--every", type=int, default=1, help="videos: keep every N-th frame")
     parser.add_argument(
-        "--max-angle",
+        "--review-rate",
         type=float,
-        default=MAX_ANGLE,
-        help=f"review flag: depth-normal angle above this (default {MAX_ANGLE})",
+        default=None,
+        help="review budget: flag the share of images the calibration's validation images "
+        "would have above the threshold (default: the checkpoint's review.rate)",
     )
     parser.add_argument(
-        "--min-boundary-f",
+        "--review-threshold",
         type=float,
-        default=MIN_BOUNDARY_F,
-        help=f"review flag: boundary F below this (default {MIN_BOUNDARY_F})",
+        default=None,
+        help="flag images whose review score exceeds this value in [0, 1] (instead of a rate)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--trust", action="store_true", help="allow pickled checkpoints")
@@ -209,16 +212,6 @@ def coherence_scores(maps: dict[str, np.ndarray], intrinsics: Any) -> dict[str, 
     return scores
 
 
-def review_flag(scores: dict[str, float], max_angle: float, min_boundary_f: float) -> str:
-    """Reasons to send an image to human review ('' = none)."""
-    reasons = []
-    if scores["depth_normal_deg"] > max_angle:
-        reasons.append(f"depth-normal {scores['depth_normal_deg']:.1f} deg > {max_angle:g}")
-    if scores["boundary_f"] < min_boundary_f:
-        reasons.append(f"boundary F {scores['boundary_f']:.2f} < {min_boundary_f:g}")
-    return "; ".join(reasons)
-
-
 def run(args: argparse.Namespace) -> int:
     from mtcp.inference import load, to_rgb_array
     from mtcp.io import atomic_write_text
@@ -243,16 +236,21 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(item, MtcpError):
                 raise item
             rgb = to_rgb_array(item)
-            maps = predictor.predict(rgb)
+            maps = predictor.predict(
+                rgb,
+                review=True,
+                review_rate=args.review_rate,
+                review_threshold=args.review_threshold,
+            )
         except MtcpError as err:
             failed += 1
             print(f"mtcp predict: skipped {err}", file=sys.stderr)
             rows.append(row | {"status": "unreadable", "reason": str(err)})
             continue
+        verdict = maps.pop("review")
         folder = out / _unique_name(name, used)
         write_outputs(folder, rgb, maps, predictor.tasks, args.raw)
         scores = coherence_scores(maps, predictor.camera(rgb.shape[:2]))
-        reason = review_flag(scores, args.max_angle, args.min_boundary_f)
         rows.append(
             row
             | {
@@ -260,8 +258,9 @@ def run(args: argparse.Namespace) -> int:
                 "height": rgb.shape[0],
                 "width": rgb.shape[1],
                 **{k: round(v, 4) for k, v in scores.items()},
-                "review": int(bool(reason)),
-                "reason": reason,
+                "review_score": round(verdict.score, 4),
+                "review": int(verdict.flag),
+                "reason": verdict.reasons,
             }
         )
     columns = [
@@ -272,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         "width",
         "depth_normal_deg",
         "boundary_f",
+        "review_score",
         "review",
         "reason",
     ]
@@ -282,9 +282,10 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     done = len(rows) - failed
     flagged = sum(int(r.get("review", 0) or 0) for r in rows)
+    calibrated = "" if predictor.review_calibration else "; review score uncalibrated: legacy rule"
     print(
-        f"predicted {done} image(s) into {out} ({flagged} flagged for review, {failed} skipped); "
-        f"summary: {out / 'predictions.csv'}"
+        f"predicted {done} image(s) into {out} ({flagged} flagged for review, {failed} skipped"
+        f"{calibrated}); summary: {out / 'predictions.csv'}"
     )
     if done == 0:
         raise MtcpError("no input could be read")

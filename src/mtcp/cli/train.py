@@ -157,6 +157,12 @@ def run(args: argparse.Namespace) -> int:
             "of an untrained model have no boundaries at all: boundary_F undefined (nan), "
             "counted in boundary_n_undefined)"
         )
+    from mtcp.inference.review_calibration import describe_calibration
+
+    if cfg.review.calibrate:  # review score calibration (issue 17)
+        lines.append(
+            "\n" + describe_calibration(getattr(result.module, "review_calibration", None))
+        )
     lines += [
         f"\nTrained {cfg.model.name} on {cfg.data.source} in {minutes:.1f} min.",
         f"  checkpoints: {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)",

@@ -1,9 +1,9 @@
 """Run configuration: typed sections, strict YAML files and ``section.key=value`` overrides.
 
-A configuration is a :class:`Config` of seven sections (``run``, ``model``, ``data``, ``loss``,
-``optim``, ``trainer``, ``eval``). Every key has a default, so a YAML file only lists what it
-changes. Keys are checked strictly: a misspelled key is an error that names the file, the key
-and the closest valid key. Values are checked against the declared types.
+A configuration is a :class:`Config` of eight sections (``run``, ``model``, ``data``, ``loss``,
+``optim``, ``trainer``, ``eval``, ``review``). Every key has a default, so a YAML file only lists
+what it changes. Keys are checked strictly: a misspelled key is an error that names the file, the
+key and the closest valid key. Values are checked against the declared types.
 
 >>> cfg = load_config(None, ["trainer.max_epochs=3", "data.size=64x96"])
 >>> cfg.data.size
@@ -120,6 +120,18 @@ class EvalSection:
 
 
 @dataclass
+class ReviewSection:
+    """The review score calibrated at the end of training (:mod:`mtcp.inference.review`)."""
+
+    #: review budget: the share of images flagged for a person (the validation images' share)
+    rate: float = 0.1
+    #: explicit score threshold in [0, 1] instead of the budget (None = use ``rate``)
+    threshold: float | None = None
+    #: calibrate at the end of ``mtcp train`` (scores the validation split once)
+    calibrate: bool = True
+
+
+@dataclass
 class Config:
     """The full run configuration; ``dataclasses.asdict`` gives its YAML form."""
 
@@ -130,6 +142,7 @@ class Config:
     optim: OptimSection = field(default_factory=OptimSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    review: ReviewSection = field(default_factory=ReviewSection)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of primitives (what checkpoints and ``config.yaml`` store)."""
@@ -322,4 +335,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
         fail(f"eval.protocol must be 'mtinet' or 'atrc', got {cfg.eval.protocol!r}")
     if cfg.trainer.max_epochs < 1:
         fail(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if not 0.0 < cfg.review.rate < 1.0:
+        fail(f"review.rate must be in (0, 1), got {cfg.review.rate}")
+    if cfg.review.threshold is not None and not 0.0 <= cfg.review.threshold <= 1.0:
+        fail(f"review.threshold must be in [0, 1] or null, got {cfg.review.threshold}")
     return cfg

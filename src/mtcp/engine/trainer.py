@@ -290,6 +290,10 @@ def train(
         cfg, datamodule.tasks, references, metric_dataset(datamodule), intrinsics=intrinsics
     )
     reports = [LossWeightsReport(run_dir), PredictionPicture(run_dir, picture_batch)]
+    if cfg.review.calibrate:  # review score calibrated on the validation split (issue 17)
+        from mtcp.engine.calibration import ReviewCalibration
+
+        reports.append(ReviewCalibration(cfg.review.rate, cfg.review.threshold))
     trainer = build_trainer(cfg, run_dir, [*reports, *callbacks], **trainer_overrides)
     for logger in trainer.loggers:  # the config as hyper-parameters (TensorBoard's HPARAMS tab)
         logger.log_hyperparams(cfg.to_dict())

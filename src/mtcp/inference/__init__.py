@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
+from mtcp.inference.review import review_batch
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
 
 if TYPE_CHECKING:
@@ -120,12 +121,16 @@ class Predictor:
         size: Sequence[int],
         device: str | torch.device = "cpu",
         intrinsics: Sequence[float] | None = None,
+        review: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tasks = dict(tasks)
         self.size = (int(size[0]), int(size[1]))
         self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)
+        #: the review calibration stored with the model (None: uncalibrated), see
+        #: :mod:`mtcp.inference.review`
+        self.review_calibration = dict(review) if review else None
 
     def _prepare(self, rgb: np.ndarray) -> torch.Tensor:
         x = torch.tensor(rgb).permute(2, 0, 1).float().div_(255.0)[None]
@@ -138,6 +143,11 @@ class Predictor:
     def predict_raw(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
         """``uint8 [H, W, 3]`` arrays → per image, the model outputs (logits / metres /
         vectors, ``[C, H, W]`` float32 on the CPU) resized to that image's size."""
+        return self._forward(images)[2]
+
+    @torch.no_grad()
+    def _forward(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, dict, list[dict]]:
+        """(network inputs, outputs at the network size, :meth:`predict_raw`'s results)."""
         batch = torch.stack([self._prepare(rgb) for rgb in images]).to(self.device)
         outputs = self.model(batch)
         results = []
@@ -148,22 +158,49 @@ class Predictor:
                 out = F.interpolate(out, size=rgb.shape[:2], mode="bilinear", align_corners=False)
                 maps[task] = out[0].cpu()
             results.append(maps)
-        return results
+        return batch, outputs, results
 
     def predict(
-        self, images: ImageLike | Iterable[ImageLike], batch_size: int = 4
-    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Per-task maps in physical units for one image, or a list of dicts for a list."""
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        batch_size: int = 4,
+        review: bool = False,
+        review_rate: float | None = None,
+        review_threshold: float | None = None,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Per-task maps in physical units for one image, or a list of dicts for a list.
+
+        With ``review=True`` each dict also holds ``"review"``: a
+        :class:`mtcp.inference.review.Review` (score in [0, 1], flag, reasons, parts) from the
+        model's review calibration; ``review_rate`` / ``review_threshold`` override its budget.
+        """
         from mtcp.engine.callbacks import to_numpy_maps
 
         single = isinstance(images, (str, Path, np.ndarray, Image.Image))
         items = [images] if single else list(images)
         arrays = [to_rgb_array(x) for x in items]
-        results: list[dict[str, np.ndarray]] = []
+        results: list[dict[str, Any]] = []
         for start in range(0, len(arrays), batch_size):
-            for raw in self.predict_raw(arrays[start : start + batch_size]):
+            net_in, net_out, raws = self._forward(arrays[start : start + batch_size])
+            reviews = (
+                review_batch(
+                    net_in,
+                    net_out,
+                    self.tasks,
+                    self.intrinsics,
+                    self.review_calibration,
+                    rate=review_rate,
+                    threshold=review_threshold,
+                )
+                if review
+                else [None] * len(raws)
+            )
+            for raw, verdict in zip(raws, reviews):
                 batched = {t: v[None] for t, v in raw.items()}
-                results.append(to_numpy_maps(batched, self.tasks)[0])
+                maps: dict[str, Any] = to_numpy_maps(batched, self.tasks)[0]
+                if review:
+                    maps["review"] = verdict
+                results.append(maps)
         return results[0] if single else results
 
     def camera(self, size: Sequence[int]) -> np.ndarray | None:
@@ -237,7 +274,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = Fal
         if size is None:
             raise MtcpError(f"{path}: ONNX graph with free H and W and no stored input size")
         return Predictor(
-            runner, runner.tasks, size, device="cpu", intrinsics=runner.meta.get("intrinsics")
+            runner,
+            runner.tasks,
+            size,
+            device="cpu",
+            intrinsics=runner.meta.get("intrinsics"),
+            review=runner.meta.get("review"),
         )
     if suffix == ".safetensors":
         from mtcp.export import load_safetensors, safetensors_metadata
@@ -249,7 +291,16 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust: bool = Fal
                 "mtcp.export.save_safetensors(model, path, size=(H, W))"
             )
         model = load_safetensors(path)
-        return Predictor(model, model.tasks, meta["size"], device, meta.get("intrinsics"))
+        return Predictor(
+            model, model.tasks, meta["size"], device, meta.get("intrinsics"), meta.get("review")
+        )
     model, tasks, meta = load_checkpoint_model(path, trust=trust)
     size = meta["config"]["data"]["size"]
-    return Predictor(model, tasks, size, device=device, intrinsics=meta.get("intrinsics"))
+    return Predictor(
+        model,
+        tasks,
+        size,
+        device=device,
+        intrinsics=meta.get("intrinsics"),
+        review=meta.get("review"),
+    )
