@@ -115,7 +115,7 @@ def test_explicit_threshold_and_threshold_for_rate():
 
 
 def test_out_of_distribution_input_is_flagged_with_its_reason(calibrated):
-    calibration, batch, outputs = calibrated
+    calibration, batch, _ = calibrated
     image = batch["image"][:2].clone()
     image[1] = torch.randn_like(image[1]) * 3  # noise, nothing like a rendered room
     exact = {t: v[:2] for t, v in _planted(batch, torch.zeros(30), seed=6).items()}
