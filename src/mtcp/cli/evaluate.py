@@ -36,6 +36,24 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--trust", action="store_true", help="allow pickled checkpoints")
+    # review score and bias indicators (issue 17)
+    parser.add_argument(
+        "--groups",
+        metavar="FILE.csv",
+        help="CSV of image id -> group (columns id,group): every metric per group and the gaps",
+    )
+    parser.add_argument(
+        "--scenes", type=int, help="synthetic data: number of held-out test scenes (default 16)"
+    )
+    parser.add_argument("--review-rate", type=float, help="review budget (default: the model's)")
+    parser.add_argument("--review-threshold", type=float, help="explicit review score threshold")
+    parser.add_argument(
+        "--review-checks",
+        choices=("all", "basic", "none"),
+        default="all",
+        help="review score report: all (with the corruption and real-photograph checks), "
+        "basic (ranking and flag rates only) or none",
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,8 +66,18 @@ def evaluate(
     batch_size: int = 4,
     limit: int | None = None,
     trust: bool = False,
+    groups: str | Path | None = None,
+    scenes: int | None = None,
+    review: str = "all",
+    review_rate: float | None = None,
+    review_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint``; returns the JSON-ready report (see :func:`run`)."""
+    """Evaluate ``checkpoint``; returns the JSON-ready report (see :func:`run`).
+
+    ``groups``: a groups CSV (:mod:`mtcp.inference.groups`); ``scenes``: size of the synthetic
+    test pool; ``review``: ``"all"`` / ``"basic"`` / ``"none"`` review score report
+    (:mod:`mtcp.inference.review_check`) with the budget ``review_rate`` / ``review_threshold``.
+    """
     import torch
     from torch.utils.data import DataLoader, Subset
 
@@ -73,14 +101,23 @@ def evaluate(
         size=size if source == "synthetic" else None,
         val_fraction=cfg.data.val_fraction,
         seed=cfg.trainer.seed,
-        n=cfg.data.synthetic_scenes if source == "synthetic" and split != "test" else None,
+        n=cfg.data.synthetic_scenes if source == "synthetic" and split != "test" else scenes,
     )
     _check_tasks(dict(getattr(dataset, "tasks", tasks)), tasks, checkpoint, source)
     if limit:
         dataset = Subset(dataset, range(min(limit, len(dataset))))
     layout = getattr(getattr(dataset, "dataset", dataset), "layout", "")
-    metrics = build_metrics(tasks, protocol, dataset="pascal" if layout == "PASCAL_MT" else "nyud")
+    metric_dataset = "pascal" if layout == "PASCAL_MT" else "nyud"
+    metrics = build_metrics(tasks, protocol, dataset=metric_dataset)
     targets = target_coherence_metrics(tasks)
+    grouped, group_ids = None, set()
+    if groups is not None:
+        from mtcp.inference.groups import GroupedMetrics, read_groups
+
+        assignment = read_groups(groups)
+        grouped = GroupedMetrics(
+            assignment, lambda: build_metrics(tasks, protocol, dataset=metric_dataset)
+        )
     model.eval()
     start = time.monotonic()
     loader = DataLoader(dataset, batch_size=batch_size if source == "synthetic" else 1)
@@ -99,6 +136,9 @@ def evaluate(
                 for t in tasks
             }
             metrics.update(outputs, batch)
+            if grouped is not None:
+                grouped.update(outputs, batch)
+                group_ids.update(str(i) for i in batch["id"])
             if targets is not None:
                 targets.update({}, batch)
             n_images += image.shape[0]
@@ -115,6 +155,29 @@ def evaluate(
         "details": metrics.details(),
         "targets": targets.compute() if targets is not None else {},
     }
+    if grouped is not None:
+        from mtcp.inference.groups import check_groups
+
+        check_groups(assignment, group_ids, groups)
+        report["groups"] = grouped.compute()
+    if review != "none":
+        from mtcp.inference.review_check import review_check
+
+        report["review"] = review_check(
+            model,
+            dataset,
+            tasks,
+            size,
+            meta.get("intrinsics"),
+            meta.get("review"),
+            protocol=protocol,
+            metric_dataset=metric_dataset,
+            corruptions=review == "all",
+            photos=review == "all",
+            rate=review_rate,
+            threshold=review_threshold,
+            batch_size=batch_size,
+        )
     if references:
         refs = load_references(references)
         report["delta_m"] = delta_m(results, refs, tasks=list(tasks))
@@ -148,6 +211,11 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         trust=args.trust,
+        groups=args.groups,
+        scenes=args.scenes,
+        review=args.review_checks,
+        review_rate=args.review_rate,
+        review_threshold=args.review_threshold,
     )
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(f".{args.split}.json")
     atomic_write_text(out, json.dumps(report, indent=2))
@@ -159,5 +227,13 @@ def run(args: argparse.Namespace) -> int:
     if "delta_m" in report:
         terms = ", ".join(f"{t} {v:+.2f}%" for t, v in report["delta_m_terms"].items())
         print(f"Δm vs single-task references: {report['delta_m']:+.2f}% ({terms})")
+    if "groups" in report:
+        from mtcp.inference.groups import describe_groups
+
+        print(describe_groups(report["groups"], metrics_table))
+    if "review" in report:
+        from mtcp.inference.review_check import describe_review
+
+        print("\n".join(describe_review(report["review"])))
     print(f"results: {out}")
     return 0

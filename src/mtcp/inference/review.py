@@ -221,6 +221,20 @@ def threshold_for_rate(scores: Sequence[float], rate: float) -> float:
     return 0.5 * (ordered[k - 1] + ordered[k])
 
 
+def review_threshold(
+    calibration: Mapping[str, Any], rate: float | None = None, threshold: float | None = None
+) -> float:
+    """The score threshold: ``threshold``, else the one for ``rate``, else the calibration's
+    own (its explicit ``threshold`` or its ``rate``)."""
+    if threshold is None and rate is None:
+        threshold = calibration.get("threshold")
+    if threshold is not None:
+        return float(threshold)
+    return threshold_for_rate(
+        calibration["val_scores"], calibration["rate"] if rate is None else rate
+    )
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-9), 1 - 1e-9)
     return math.log(p / (1 - p))
@@ -260,15 +274,7 @@ def score_parts(
     rows = [{k: float(v[i]) for k, v in parts.items()} for i in range(n)]
     if calibration is None:
         return [_uncalibrated(row) for row in rows]
-    if threshold is None and rate is None:
-        threshold = calibration.get("threshold")
-    t = (
-        float(threshold)
-        if threshold is not None
-        else threshold_for_rate(
-            calibration["val_scores"], calibration["rate"] if rate is None else rate
-        )
-    )
+    t = review_threshold(calibration, rate, threshold)
     s_err = error_score(parts, calibration)
     stats = calibration["input"]
     d_ref, d_typ = stats["ref_distance"], stats["typical_distance"]
