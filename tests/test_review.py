@@ -230,3 +230,46 @@ def test_predict_cli_uses_the_calibration_and_review_rate(best_ckpt, tmp_path, c
     assert main(["predict", str(old), str(folder), "--out", str(out)]) == 0
     assert "uncalibrated" in capsys.readouterr().out
     assert mtcp.load(old).predict(_photo(), review=True)["review"].calibrated is False
+
+
+def test_evaluate_reports_the_review_score_and_groups(best_ckpt, tmp_path, capsys):
+    import json
+
+    from mtcp.data.build import build_dataset
+
+    test = build_dataset("synthetic", "test", list(TASKS), recipe=None, size=(64, 64), n=6)
+    ids = [test[i]["id"] for i in range(6)]
+    groups = tmp_path / "groups.csv"
+    groups.write_text("id,group\n" + "".join(f"{i},{'ab'[k % 2]}\n" for k, i in enumerate(ids)))
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(best_ckpt), "--scenes", "6", "--out", str(out), "--groups", str(groups)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    review = report["review"]
+    assert review["calibrated"] and review["n"] == 6
+    assert 0 <= review["fraction_flagged"] <= 1 and 0 <= review["auroc_worst20"] <= 1
+    assert set(review["corruptions"]["flagged"]) == {
+        "noise",
+        "blur",
+        "low_light",
+        "jpeg",
+        "occlusion",
+    }
+    assert review["photos"]["n"] == 7  # scikit-image's sample photographs
+    assert "AUROC for the worst 20%" in printed and "corruptions flagged" in printed
+    per_group = report["groups"]
+    assert per_group["n_images"] == {"a": 3, "b": 3} and per_group["unassigned"] == 0
+    gap = per_group["gaps"]["depth"]["rmse"]
+    rmse = {g: per_group["groups"][g]["depth"]["rmse"] for g in "ab"}
+    assert gap["gap"] == pytest.approx(abs(rmse["a"] - rmse["b"]))
+    # pooled over both groups' pixels, the rmse is the overall one
+    n_pix = {g: per_group["groups"][g]["depth"]["n_pixels"] for g in "ab"}
+    pooled = math.sqrt(sum(rmse[g] ** 2 * n_pix[g] for g in "ab") / sum(n_pix.values()))
+    assert pooled == pytest.approx(report["metrics"]["depth"]["rmse"], rel=1e-6)
+    assert "largest gap:" in printed
+    # a groups file naming images the data does not hold is refused, naming file and ids
+    groups.write_text(f"id,group\n{ids[0]},a\nnot_a_scene,b\n")
+    assert main([*args, "--review-checks", "none"]) != 0
+    err = capsys.readouterr().err
+    assert str(groups) in err and "not_a_scene" in err

@@ -58,7 +58,7 @@ def corrupt(image: np.ndarray, kind: str, severity: str, seed: int = 0) -> np.nd
     elif kind == "jpeg":
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="JPEG", quality=int(level))
-        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        return np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     else:  # occlusion
         h, w = x.shape[:2]
         side = np.sqrt(level)

@@ -26,13 +26,13 @@ each image scored by a regression fitted without it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, default_collate
 
 from mtcp.errors import MtcpError
 from mtcp.inference.review import (
@@ -50,11 +50,19 @@ WORST_FRACTION = 0.2
 RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
-    # real data keeps each image's own size: one image per batch
-    base = getattr(dataset, "dataset", dataset)  # a Subset's dataset
-    same_size = getattr(dataset, "size", None) or getattr(base, "size", None)
-    return DataLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False)
+def _batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Consecutive samples of the same image size, at most ``batch_size`` per batch."""
+    buffer: list[dict[str, Any]] = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if buffer and (
+            len(buffer) == batch_size or sample["image"].shape != buffer[0]["image"].shape
+        ):
+            yield default_collate(buffer)
+            buffer = []
+        buffer.append(sample)
+    if buffer:
+        yield default_collate(buffer)
 
 
 @torch.no_grad()
@@ -91,7 +99,7 @@ def collect(
     parts: dict[str, list[torch.Tensor]] = {}
     feats, errs, ids = [], {}, []
     seen = 0
-    for batch in _loader(dataset, batch_size):
+    for batch in _batches(dataset, batch_size):
         image = batch["image"]
         if limit is not None and seen >= limit:
             break
@@ -134,7 +142,7 @@ def dataset_features(
     """:func:`~mtcp.inference.review.input_features` ``[N, F]`` of (the first ``limit``)
     images of ``dataset`` resized to the network size ``(h, w)``; no model needed."""
     feats, seen = [], 0
-    for batch in _loader(dataset, batch_size):
+    for batch in _batches(dataset, batch_size):
         if limit is not None and seen >= limit:
             break
         image = batch["image"]

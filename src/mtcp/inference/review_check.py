@@ -39,7 +39,7 @@ class _Photos(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        rgb = self.images[i]
+        rgb = np.array(self.images[i])
         rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb[..., :3]
         return {"image": normalize_image(rgb), "id": PHOTOS[i]}
 
