@@ -180,8 +180,13 @@ def test_train_stores_the_calibration_and_it_round_trips(best_ckpt, tmp_path, ca
     predictor = mtcp.load(best_ckpt)
     assert predictor.review_calibration == stored
     image = _photo()
-    reference = predictor.predict(image, review=True)["review"]
+    maps = predictor.predict(image, review=True, probabilities=True)
+    reference = maps["review"]
     assert reference.calibrated
+    probs = maps["semseg_probs"]
+    assert probs.shape == (50, 70, predictor.tasks["semseg"])
+    assert np.allclose(probs.sum(-1), 1, atol=1e-5)
+    assert np.array_equal(probs.argmax(-1), maps["semseg"])
     for fmt in ("safetensors", "onnx"):
         out = tmp_path / f"model.{fmt}"
         assert main(["export", str(best_ckpt), "--format", fmt, "--out", str(out)]) == 0
@@ -230,6 +235,15 @@ def test_predict_cli_uses_the_calibration_and_review_rate(best_ckpt, tmp_path, c
     assert main(["predict", str(old), str(folder), "--out", str(out)]) == 0
     assert "uncalibrated" in capsys.readouterr().out
     assert mtcp.load(old).predict(_photo(), review=True)["review"].calibrated is False
+    # ... and can be calibrated afterwards: the same calibration as at the end of training
+    from mtcp.engine.calibration import calibrate_checkpoint
+
+    calibrate_checkpoint(old)
+    again = load_checkpoint(old)["mtcp"]["review"]
+    stored = load_checkpoint(best_ckpt)["mtcp"]["review"]
+    assert again["rate"] == 0.2 and again["parts"] == stored["parts"]
+    assert again["val_scores"] == pytest.approx(stored["val_scores"], abs=1e-6)
+    assert mtcp.load(old).predict(_photo(), review=True)["review"].calibrated
 
 
 def test_evaluate_reports_the_review_score_and_groups(best_ckpt, tmp_path, capsys):

@@ -9,6 +9,8 @@ input statistics from at most ``max_train_images`` training images) and stores i
 * in ``best.ckpt`` under ``checkpoint["mtcp"]["review"]`` (rewritten atomically), so that
   ``mtcp.load``, ``mtcp predict`` and ``mtcp export`` find it.
 
+:func:`calibrate_checkpoint` does the same for an existing checkpoint (e.g. an older one).
+
 ``last.ckpt`` holds other weights (the last epoch's) and stays uncalibrated unless it is the
 best one. Only process 0 calibrates (on the whole validation split, not a shard).
 """
@@ -80,32 +82,84 @@ class ReviewCalibration(L.Callback):
         """The calibration of ``pl_module``'s current weights on the validation split."""
         from mtcp.errors import MtcpError
 
-        cfg = pl_module.cfg
-        datamodule = trainer.datamodule
         model = pl_module.model
         was_training = model.training
         model.eval()
-        common = dict(
-            tasks=pl_module.tasks,
-            size=tuple(cfg.data.size),
-            intrinsics=pl_module.intrinsics,
-            batch_size=self.batch_size,
-        )
         try:
-            with torch.no_grad():
-                val = collect(
-                    model,
-                    datamodule.dataset("val"),
-                    protocol=cfg.eval.protocol,
-                    metric_dataset=pl_module.metric_dataset,
-                    **common,
-                )
-                train = dataset_features(
-                    datamodule.dataset("train"), common["size"], self.max_train_images
-                )
-            return fit_calibration(val, train, self.rate, self.threshold)
+            return calibrate_model(
+                model,
+                pl_module.tasks,
+                pl_module.intrinsics,
+                pl_module.cfg,
+                trainer.datamodule,
+                pl_module.metric_dataset,
+                self.rate,
+                self.threshold,
+                self.max_train_images,
+                self.batch_size,
+            )
         except MtcpError as err:
             log.warning("review score left uncalibrated: %s", err)
             return None
         finally:
             model.train(was_training)
+
+
+@torch.no_grad()
+def calibrate_model(
+    model: Any,
+    tasks: dict[str, int],
+    intrinsics: list[float] | None,
+    cfg: Any,
+    datamodule: Any,
+    metric_dataset: str,
+    rate: float,
+    threshold: float | None = None,
+    max_train_images: int = 256,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Fit the review calibration of ``model`` (eval mode) on ``datamodule``'s validation split,
+    input statistics from its training split."""
+    size = tuple(cfg.data.size)
+    val = collect(
+        model,
+        datamodule.dataset("val"),
+        tasks,
+        size,
+        intrinsics,
+        protocol=cfg.eval.protocol,
+        metric_dataset=metric_dataset,
+        batch_size=batch_size,
+    )
+    train = dataset_features(datamodule.dataset("train"), size, max_train_images, batch_size)
+    return fit_calibration(val, train, rate, threshold)
+
+
+def calibrate_checkpoint(
+    path: str | Path, rate: float | None = None, threshold: float | None = None
+) -> dict[str, Any]:
+    """(Re)calibrate a checkpoint of ``mtcp train`` (e.g. an older, uncalibrated one) on its
+    run's validation split and store the calibration in it; returns the calibration.
+
+    ``rate`` / ``threshold`` default to the run's ``review`` config.
+    """
+    from mtcp.engine.config import config_from_dict
+    from mtcp.engine.trainer import build_datamodule, metric_dataset
+    from mtcp.inference import load_checkpoint_model
+
+    model, tasks, meta = load_checkpoint_model(path)
+    cfg = config_from_dict(meta["config"], str(path))
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    calibration = calibrate_model(
+        model.eval(),
+        tasks,
+        meta.get("intrinsics"),
+        cfg,
+        datamodule,
+        metric_dataset(datamodule),
+        cfg.review.rate if rate is None else rate,
+        cfg.review.threshold if threshold is None and rate is None else threshold,
+    )
+    store_calibration(path, calibration)
+    return calibration

@@ -50,7 +50,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
 from mtcp.inference.review import review_batch
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
+from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task, resolve_tasks
 
 if TYPE_CHECKING:
     from mtcp.export import OnnxModel
@@ -167,12 +167,15 @@ class Predictor:
         review: bool = False,
         review_rate: float | None = None,
         review_threshold: float | None = None,
+        probabilities: bool = False,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Per-task maps in physical units for one image, or a list of dicts for a list.
 
         With ``review=True`` each dict also holds ``"review"``: a
         :class:`mtcp.inference.review.Review` (score in [0, 1], flag, reasons, parts) from the
         model's review calibration; ``review_rate`` / ``review_threshold`` override its budget.
+        With ``probabilities=True`` each class task also gets ``"<task>_probs"``: the softmax,
+        float32 ``[H, W, C]`` (binary tasks are probabilities already).
         """
         from mtcp.engine.callbacks import to_numpy_maps
 
@@ -200,6 +203,11 @@ class Predictor:
                 maps: dict[str, Any] = to_numpy_maps(batched, self.tasks)[0]
                 if review:
                     maps["review"] = verdict
+                if probabilities:
+                    for task in self.tasks:
+                        if get_task(task).kind == "classes":
+                            probs = raw[task].softmax(0).permute(1, 2, 0)
+                            maps[f"{task}_probs"] = probs.numpy().astype(np.float32)
                 results.append(maps)
         return results[0] if single else results
 

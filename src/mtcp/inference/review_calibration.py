@@ -294,7 +294,8 @@ def ranking_stats(
         out["fraction_flagged"] = float(f.double().mean()) if len(f) else math.nan
         out["mean_error_flagged"] = float(e[f].mean()) if f.any() else math.nan
         out["mean_error_unflagged"] = float(e[~f].mean()) if (~f).any() else math.nan
-        out["error_ratio"] = out["mean_error_flagged"] / out["mean_error_unflagged"]
+        flagged, unflagged = out["mean_error_flagged"], out["mean_error_unflagged"]
+        out["error_ratio"] = flagged / unflagged if unflagged > 0 else math.nan
     return out
 
 
@@ -306,7 +307,7 @@ def describe_calibration(calib: Mapping[str, Any] | None) -> str:
     ins, loo = v["in_sample"], v["leave_one_out"]
     t = calib["threshold"]
     rule = f"threshold {t:g}" if t is not None else f"review.rate {calib['rate']:g}"
-    weights = ", ".join(f"{p} {c:.2f}" for p, c in zip(calib["parts"], calib["coef"]) if c > 0)
+    weights = ", ".join(f"{p} {c:.3g}" for p, c in zip(calib["parts"], calib["coef"]) if c > 0)
     return (
         f"Review score calibrated on {int(ins['n'])} validation images ({rule}: "
         f"{ins['fraction_flagged']:.0%} flagged). Ranking by real per-image error (gm_error): "
