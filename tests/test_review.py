@@ -68,7 +68,7 @@ def calibrated():
         "features": input_features(batch["image"]),
         "gm_error": per_image_gm_error(per_image_errors(outputs, batch, TASKS)),
     }
-    train_features = input_features(_scenes(40, seed=3)["image"])
+    train_features = input_features(_scenes(150, seed=3)["image"])
     calibration = fit_calibration(val, train_features, rate=0.1)
     return calibration, batch, outputs
 

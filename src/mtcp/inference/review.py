@@ -23,13 +23,13 @@ files) maps the parts to a score in ``[0, 1]``:
   NaN parts count as their mean) predicts ``log`` of the per-image error
   (:func:`mtcp.metrics.per_image.per_image_gm_error`); ``s_err = sigmoid((ŷ − m) / s)`` with
   ``m, s`` the mean and standard deviation of ``ŷ`` over the validation images;
-* images further from the training images than any of them (``input_distance > d_ref``) are
-  out of distribution, which the validation images cannot teach the regression:
-  ``s_ood = sigmoid(logit(t) + 4 (d − d_ref) / (d_ref − d_typ))`` equals the threshold ``t`` at
-  ``d_ref`` and rises beyond;
+* images further from the training images than nearly all of them (``input_distance`` above
+  ``d_ref``, the 99th percentile over the training images; ``d_typ`` is their median) are out
+  of distribution, which the validation images cannot teach the regression:
+  ``s_ood = sigmoid(4 (d − d_ref) / (d_ref − d_typ))`` (0.5 at ``d_ref``, rising beyond);
 * ``score = max(s_err, s_ood)``, flagged when ``score > t``. ``t`` is the explicit threshold,
-  or the one for a review budget ``rate``: a point between the validation scores such that
-  ``round(rate · N)`` of the ``N`` validation images lie above it.
+  or the one for a review budget ``rate``: a point between the validation images' scores such
+  that ``round(rate · N)`` of the ``N`` validation images lie above it.
 
 Without a calibration (older checkpoints) the score is the mean of the bounded parts
 (``depth_normal_deg / 90``, ``boundary_disagreement``, entropies) and the flag the legacy rule
@@ -54,15 +54,18 @@ INPUT_FEATURES = (
     "mean_r",
     "mean_g",
     "mean_b",
-    "std_r",
-    "std_g",
-    "std_b",
-    "gradient",
-    "laplacian",
-    "blockiness",
-    "dark",
-    "bright",
+    "log_std_r",
+    "log_std_g",
+    "log_std_b",
+    "log_gradient",
+    "log_laplacian",
+    "log_blockiness",
+    "log_dark",
+    "log_bright",
+    "log_flat",
 )
+#: smallest standard deviation of an input feature (its units) in the input distance
+FEATURE_STD_FLOOR = 0.05
 #: legacy, uncalibrated flag rule (``mtcp predict`` before calibration existed)
 LEGACY_MAX_ANGLE = 30.0
 LEGACY_MIN_BOUNDARY_F = 0.2
@@ -115,11 +118,14 @@ def to_rgb01(image: torch.Tensor) -> torch.Tensor:
 def input_features(image: torch.Tensor) -> torch.Tensor:
     """Statistics of normalised network inputs ``[B, 3, h, w]`` → float64 ``[B, F]``.
 
-    In the order of :data:`INPUT_FEATURES`, on RGB in ``[0, 1]``: per-channel mean and standard
-    deviation; mean ``|∂x| + |∂y|`` of the luminance (``gradient``: blur lowers it, noise raises
-    it); mean ``|Laplacian|`` (``laplacian``: fine-scale noise); the ratio of the mean
-    horizontal step across 8-pixel block borders to the mean step elsewhere (``blockiness``:
-    JPEG); the fractions of luminance below 0.05 (``dark``) and above 0.95 (``bright``).
+    In the order of :data:`INPUT_FEATURES`, on RGB in ``[0, 1]``: per-channel mean; the
+    logarithms of the per-channel standard deviation, of the mean ``|∂x| + |∂y|`` of the
+    luminance (blur lowers it, noise raises it), of its mean ``|Laplacian|`` (fine-scale
+    noise), of the ratio of the mean horizontal step across 8-pixel block borders to the mean
+    step elsewhere (JPEG blocks), and of ``1e-3 +`` the fractions of pixels darker than 0.05,
+    brighter than 0.95 and *flat* (``|Laplacian| < 2e-4``, i.e. exactly constant in 8-bit:
+    occluders, strong blur or JPEG blocks; a camera's noise makes real scenes never flat).
+    Logarithms make the scale statistics' variation additive, so z-scores compare them.
     """
     rgb = to_rgb01(image.float()).double()
     gray = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
@@ -135,16 +141,21 @@ def input_features(image: torch.Tensor) -> torch.Tensor:
     border = torch.zeros(dx.shape[-1], dtype=torch.bool, device=dx.device)
     border[7::8] = True  # the step between columns 8k - 1 and 8k
     col = dx.mean(1)
-    blocky = col[:, border].mean(1) / col[:, ~border].mean(1).clamp_min(1e-6)
+    if border.any() and (~border).any():
+        blocky = col[:, border].mean(1) / col[:, ~border].mean(1).clamp_min(1e-6)
+    else:
+        blocky = torch.ones_like(col[:, 0])
+    eps = 1e-3
     return torch.stack(
         [
             *rgb.mean((2, 3)).unbind(1),
-            *rgb.std((2, 3)).unbind(1),
-            dx.mean((1, 2)) + dy.mean((1, 2)),
-            lap.mean((1, 2)),
-            blocky if border.any() and (~border).any() else torch.ones_like(col[:, 0]),
-            (gray < 0.05).double().mean((1, 2)),
-            (gray > 0.95).double().mean((1, 2)),
+            *rgb.std((2, 3)).clamp_min(1e-4).log().unbind(1),
+            (dx.mean((1, 2)) + dy.mean((1, 2))).clamp_min(1e-6).log(),
+            lap.mean((1, 2)).clamp_min(1e-6).log(),
+            blocky.clamp_min(1e-6).log(),
+            (eps + (gray < 0.05).double().mean((1, 2))).log(),
+            (eps + (gray > 0.95).double().mean((1, 2))).log(),
+            (eps + (lap < 2e-4).double().mean((1, 2))).log(),
         ],
         dim=1,
     )
@@ -201,7 +212,7 @@ def input_distance(features: torch.Tensor, calibration: Mapping[str, Any]) -> to
     """RMS z-score ``[B]`` of :func:`input_features` against the stored training statistics."""
     stats = calibration["input"]
     mean = torch.tensor(stats["mean"], dtype=torch.float64)
-    std = torch.tensor(stats["std"], dtype=torch.float64).clamp_min(1e-6)
+    std = torch.tensor(stats["std"], dtype=torch.float64).clamp_min(FEATURE_STD_FLOOR)
     z = (features.double() - mean) / std
     return z.pow(2).mean(1).sqrt()
 
@@ -235,11 +246,6 @@ def review_threshold(
     )
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
-
-
 def error_score(parts: Mapping[str, torch.Tensor], calibration: Mapping[str, Any]) -> torch.Tensor:
     """``s_err`` ``[B]`` of the calibration (module docstring); parts must include
     ``input_distance`` when the calibration uses it."""
@@ -254,6 +260,24 @@ def error_score(parts: Mapping[str, torch.Tensor], calibration: Mapping[str, Any
     z = (x - center) / scale
     y = calibration["intercept"] + z @ torch.tensor(calibration["coef"], dtype=torch.float64)
     return torch.sigmoid((y - calibration["pred_mean"]) / calibration["pred_std"])
+
+
+def ood_score(distance: torch.Tensor, calibration: Mapping[str, Any]) -> torch.Tensor:
+    """``s_ood`` ``[B]`` of input distances (module docstring); 0 where the distance is NaN."""
+    stats = calibration["input"]
+    d_ref, d_typ = stats["ref_distance"], stats["typical_distance"]
+    step = OOD_SLOPE * (distance.double() - d_ref) / max(d_ref - d_typ, 1e-6)
+    return torch.nan_to_num(torch.sigmoid(step), nan=0.0)
+
+
+def combined_score(
+    parts: Mapping[str, torch.Tensor], calibration: Mapping[str, Any]
+) -> torch.Tensor:
+    """The review score ``max(s_err, s_ood)`` ``[B]`` in ``[0, 1]``."""
+    s_err = error_score(parts, calibration)
+    if "input_distance" not in parts:
+        return s_err
+    return torch.maximum(s_err, ood_score(parts["input_distance"], calibration))
 
 
 def score_parts(
@@ -275,17 +299,12 @@ def score_parts(
     if calibration is None:
         return [_uncalibrated(row) for row in rows]
     t = review_threshold(calibration, rate, threshold)
-    s_err = error_score(parts, calibration)
-    stats = calibration["input"]
-    d_ref, d_typ = stats["ref_distance"], stats["typical_distance"]
+    combined = combined_score(parts, calibration)
+    d_ref = calibration["input"]["ref_distance"]
     reviews = []
     for i, row in enumerate(rows):
         d = row.get("input_distance", math.nan)
-        s_ood = 0.0
-        if math.isfinite(d):
-            step = OOD_SLOPE * (d - d_ref) / max(d_ref - d_typ, 1e-6)
-            s_ood = 1.0 / (1.0 + math.exp(-max(min(_logit(t) + step, 50.0), -50.0)))
-        score = max(float(s_err[i]), s_ood)
+        score = float(combined[i])
         flag = score > t
         reasons = _reasons(row, calibration, d > d_ref) if flag else ""
         reviews.append(Review(score, flag, reasons, row, t, True))
@@ -298,7 +317,7 @@ def _reasons(row: Mapping[str, float], calibration: Mapping[str, Any], ood: bool
         stats = calibration["input"]
         words.append(
             f"{describe_part('input_distance')} (distance {row['input_distance']:.2f} > "
-            f"{stats['ref_distance']:.2f}, the most seen in training)"
+            f"{stats['ref_distance']:.2f}, the 99th percentile of the training images)"
         )
     contributions = []
     for name, c, mu, sd in zip(

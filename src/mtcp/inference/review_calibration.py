@@ -9,13 +9,13 @@ the images are labelled, measures each image's real error
 dict stored in checkpoints and exported files (JSON-able; keys documented there):
 
 1. input statistics (mean and standard deviation of :func:`~mtcp.inference.review.input_features`)
-   over the training images; ``d_ref`` = the largest input distance of any training or
-   validation image, ``d_typ`` the median over the training images;
+   over the training images; ``d_ref`` = the 99th percentile of the training images' input
+   distances, ``d_typ`` their median;
 2. the parts are standardised over the validation images and a non-negative ridge regression
    (``scipy.optimize.nnls`` on the ridge-augmented system) predicts ``log(gm_error)``; the ridge
    strength is chosen by leave-one-out squared error among ``{0.01, 0.1, 1, 10} · N``;
-3. ``val_scores``: the validation images' ``s_err``, from which a threshold for any review
-   budget follows (:func:`~mtcp.inference.review.threshold_for_rate`).
+3. ``val_scores``: the validation images' review scores ``max(s_err, s_ood)``, from which a
+   threshold for any review budget follows (:func:`~mtcp.inference.review.threshold_for_rate`).
 
 :func:`ranking_stats` says how well a score ranks images by their error: AUROC for "among the
 worst 20 % by per-image gm_error", Spearman correlation, and the mean error of flagged vs
@@ -36,9 +36,11 @@ from torch.utils.data import Dataset, default_collate
 
 from mtcp.errors import MtcpError
 from mtcp.inference.review import (
+    FEATURE_STD_FLOOR,
     INPUT_FEATURES,
     input_distance,
     input_features,
+    ood_score,
     review_parts,
     threshold_for_rate,
 )
@@ -48,6 +50,8 @@ CALIBRATION_VERSION = 1
 #: share of images counted as "worst" for the AUROC
 WORST_FRACTION = 0.2
 RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)
+#: quantile of the training images' input distances beyond which an image is unusual
+OOD_QUANTILE = 0.99
 
 
 def _batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -205,14 +209,14 @@ def fit_calibration(
     stats = {
         "names": list(INPUT_FEATURES),
         "mean": train_features.mean(0).tolist(),
-        "std": train_features.std(0).clamp_min(1e-6).tolist()
+        "std": train_features.std(0).clamp_min(FEATURE_STD_FLOOR).tolist()
         if len(train_features) > 1
         else [1.0] * len(INPUT_FEATURES),
     }
     calib: dict[str, Any] = {"input": stats}
     d_train = input_distance(train_features, calib)
     d_val = input_distance(val["features"], calib)
-    stats["ref_distance"] = float(torch.cat([d_train, d_val]).max())
+    stats["ref_distance"] = float(torch.quantile(d_train, OOD_QUANTILE))
     stats["typical_distance"] = float(d_train.median())
     parts = {**val["parts"], "input_distance": d_val}
     names, columns, center, scale = [], [], [], []
@@ -252,7 +256,8 @@ def fit_calibration(
         threshold=None if threshold is None else float(threshold),
         typical={k: float(np.nanmedian(parts[k].numpy())) for k in names},
     )
-    scores = 1.0 / (1.0 + np.exp(-(fitted - calib["pred_mean"]) / pred_std))
+    s_err = 1.0 / (1.0 + np.exp(-(fitted - calib["pred_mean"]) / pred_std))
+    scores = np.maximum(s_err, ood_score(d_val[torch.from_numpy(keep)], calib).numpy())
     calib["val_scores"] = sorted(float(s) for s in scores)
     t = threshold if threshold is not None else threshold_for_rate(calib["val_scores"], rate)
     error = torch.from_numpy(gm[keep])
