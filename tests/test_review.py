@@ -145,6 +145,10 @@ def test_ranking_stats_by_hand():
     assert stats["fraction_flagged"] == pytest.approx(0.3)
     assert stats["mean_error_flagged"] == pytest.approx(9.0)
     assert stats["error_ratio"] == pytest.approx(9.0 / 4.0)
+    assert stats["oracle_error_ratio"] == pytest.approx(9.0 / 4.0)  # top three are the worst
+    stats = ranking_stats(score, error, score < 0.25)  # the two best flagged
+    assert stats["error_ratio"] == pytest.approx(1.5 / (52 / 8))
+    assert stats["oracle_error_ratio"] == pytest.approx(9.5 / (36 / 8))
 
 
 # --- end to end: mtcp train calibrates; the calibration travels with the model -------------

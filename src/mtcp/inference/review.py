@@ -11,6 +11,8 @@ part                       what                                                 
 ``boundary_disagreement``  ``1 − F`` of the boundary coherence (undefined F: NaN)       [0, 1]
 ``<task>_entropy``         mean per-pixel entropy of the softmax (classes tasks,       [0, 1]
                            divided by ``ln C``) or sigmoid (binary tasks, by ``ln 2``)
+``depth_mean_m``           mean predicted depth (far scenes have larger depth errors   metres
+                           in metres)
 ``input_distance``         RMS z-score of the image statistics (:func:`input_features`)  —
                            against those of the training images
 =========================  ==========================================================  =======
@@ -76,6 +78,7 @@ DESCRIPTIONS = {
     "depth_normal_deg": "depth and normals disagree",
     "boundary_disagreement": "segmentation boundaries do not match depth/normal edges",
     "input_distance": "image statistics unlike the training images",
+    "depth_mean_m": "far scene (depth errors grow with distance)",
 }
 
 
@@ -201,6 +204,8 @@ def review_parts(
             out["semseg"].argmax(1), out["depth"], out.get("normals"), k
         )
         parts["boundary_disagreement"] = 1.0 - torch.as_tensor(f, dtype=torch.float64).reshape(n)
+    if "depth" in out:
+        parts["depth_mean_m"] = out["depth"].clamp_min(0).flatten(1).mean(1).double()
     for task in tasks:
         kind = get_task(task).kind
         if kind in ("classes", "binary"):
@@ -334,7 +339,7 @@ def _reasons(row: Mapping[str, float], calibration: Mapping[str, Any], ood: bool
 
 def _uncalibrated(row: Mapping[str, float]) -> Review:
     bounded = [min(row["depth_normal_deg"] / 90.0, 1.0)] if "depth_normal_deg" in row else []
-    bounded += [v for k, v in row.items() if k != "depth_normal_deg" and k != "input_distance"]
+    bounded += [v for k, v in row.items() if k == "boundary_disagreement" or k.endswith("_entropy")]
     bounded = [v for v in bounded if math.isfinite(v)]
     score = min(max(sum(bounded) / len(bounded), 0.0), 1.0) if bounded else math.nan
     reasons = []

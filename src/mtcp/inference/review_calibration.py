@@ -275,7 +275,9 @@ def ranking_stats(
 
     Returns:
         ``n``, ``auroc_worst20``, ``spearman``, and with flags ``fraction_flagged``,
-        ``mean_error_flagged``, ``mean_error_unflagged`` and their ``error_ratio``.
+        ``mean_error_flagged``, ``mean_error_unflagged``, their ``error_ratio`` and the
+        ``oracle_error_ratio`` (the ratio when the same number of truly worst images is
+        flagged: the most any score can reach on these images).
     """
     from scipy.stats import spearmanr
     from torchmetrics.functional.classification import binary_auroc
@@ -301,13 +303,18 @@ def ranking_stats(
         out["mean_error_unflagged"] = float(e[~f].mean()) if (~f).any() else math.nan
         flagged, unflagged = out["mean_error_flagged"], out["mean_error_unflagged"]
         out["error_ratio"] = flagged / unflagged if unflagged > 0 else math.nan
+        # the best any score can do: flag the same number of images, the truly worst ones
+        best = torch.zeros_like(f)
+        best[torch.argsort(e, descending=True)[: int(f.sum())]] = True
+        rest = e[~best].mean() if (~best).any() else math.nan
+        out["oracle_error_ratio"] = float(e[best].mean() / rest) if best.any() else math.nan
     return out
 
 
 def describe_calibration(calib: Mapping[str, Any] | None) -> str:
     """One paragraph for the end of ``mtcp train``."""
     if not calib:
-        return "Review score: uncalibrated (no validation images with labels)."
+        return "Review score: uncalibrated (see the warning above)."
     v = calib["validation"]
     ins, loo = v["in_sample"], v["leave_one_out"]
     t = calib["threshold"]

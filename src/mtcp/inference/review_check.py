@@ -140,7 +140,8 @@ def describe_review(report: Mapping[str, Any]) -> list[str]:
         f"worst 20% by per-image gm_error {report['auroc_worst20']:.3f}; Spearman(score, error) "
         f"{report['spearman']:.3f}",
         f"  mean error flagged {report['mean_error_flagged']:.4g} vs unflagged "
-        f"{report['mean_error_unflagged']:.4g} ({report['error_ratio']:.2f}x)",
+        f"{report['mean_error_unflagged']:.4g} ({report['error_ratio']:.2f}x; flagging the "
+        f"truly worst as many: {report['oracle_error_ratio']:.2f}x)",
     ]
     if "corruptions" in report:
         c = report["corruptions"]
