@@ -17,9 +17,8 @@ import mtcp
 from mtcp.cli import main
 from mtcp.data.synthetic import SyntheticScenes
 from mtcp.errors import MtcpError
+from mtcp.inference.input_stats import input_distance, input_features
 from mtcp.inference.review import (
-    input_distance,
-    input_features,
     review_parts,
     score_parts,
     threshold_for_rate,

@@ -24,7 +24,7 @@ from PIL import Image
 
 from mtcp.data.sample import normalize_image
 from mtcp.errors import MtcpError
-from mtcp.inference.review import to_rgb01
+from mtcp.inference.input_stats import to_rgb01
 
 KINDS = ("noise", "blur", "low_light", "jpeg", "occlusion")
 SEVERITIES = ("mild", "strong")

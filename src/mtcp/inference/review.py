@@ -13,8 +13,8 @@ part                       what                                                 
                            divided by ``ln C``) or sigmoid (binary tasks, by ``ln 2``)
 ``depth_mean_m``           mean predicted depth (far scenes have larger depth errors   metres
                            in metres)
-``input_distance``         RMS z-score of the image statistics (:func:`input_features`)  —
-                           against those of the training images
+``input_distance``         RMS z-score of the image statistics against those of the    —
+                           training images (:mod:`mtcp.inference.input_stats`)
 =========================  ==========================================================  =======
 
 A *calibration* (fitted on the validation split at the end of ``mtcp train``,
@@ -48,26 +48,10 @@ from typing import Any
 import torch
 
 from mtcp.errors import MtcpError
+from mtcp.inference.input_stats import input_distance, input_features
 from mtcp.metrics import coherence
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
+from mtcp.tasks import get_task
 
-#: statistics of the network input compared with the training images (:func:`input_features`)
-INPUT_FEATURES = (
-    "mean_r",
-    "mean_g",
-    "mean_b",
-    "log_std_r",
-    "log_std_g",
-    "log_std_b",
-    "log_gradient",
-    "log_laplacian",
-    "log_blockiness",
-    "log_dark",
-    "log_bright",
-    "log_flat",
-)
-#: smallest standard deviation of an input feature (its units) in the input distance
-FEATURE_STD_FLOOR = 0.05
 #: legacy, uncalibrated flag rule (``mtcp predict`` before calibration existed)
 LEGACY_MAX_ANGLE = 30.0
 LEGACY_MIN_BOUNDARY_F = 0.2
@@ -108,60 +92,6 @@ class Review:
     parts: dict[str, float]
     threshold: float
     calibrated: bool
-
-
-def to_rgb01(image: torch.Tensor) -> torch.Tensor:
-    """Normalised images ``[B, 3, H, W]`` → RGB in ``[0, 1]`` (the inverse of the input
-    normalisation, clamped)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return (image * std + mean).clamp(0, 1)
-
-
-def input_features(image: torch.Tensor) -> torch.Tensor:
-    """Statistics of normalised network inputs ``[B, 3, h, w]`` → float64 ``[B, F]``.
-
-    In the order of :data:`INPUT_FEATURES`, on RGB in ``[0, 1]``: per-channel mean; the
-    logarithms of the per-channel standard deviation, of the mean ``|∂x| + |∂y|`` of the
-    luminance (blur lowers it, noise raises it), of its mean ``|Laplacian|`` (fine-scale
-    noise), of the ratio of the mean horizontal step across 8-pixel block borders to the mean
-    step elsewhere (JPEG blocks), and of ``1e-3 +`` the fractions of pixels darker than 0.05,
-    brighter than 0.95 and *flat* (``|Laplacian| < 2e-4``, i.e. exactly constant in 8-bit:
-    occluders, strong blur or JPEG blocks; a camera's noise makes real scenes never flat).
-    Logarithms make the scale statistics' variation additive, so z-scores compare them.
-    """
-    rgb = to_rgb01(image.float()).double()
-    gray = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
-    dx = (gray[:, :, 1:] - gray[:, :, :-1]).abs()
-    dy = (gray[:, 1:] - gray[:, :-1]).abs()
-    lap = (
-        4 * gray[:, 1:-1, 1:-1]
-        - gray[:, :-2, 1:-1]
-        - gray[:, 2:, 1:-1]
-        - gray[:, 1:-1, :-2]
-        - gray[:, 1:-1, 2:]
-    ).abs()
-    border = torch.zeros(dx.shape[-1], dtype=torch.bool, device=dx.device)
-    border[7::8] = True  # the step between columns 8k - 1 and 8k
-    col = dx.mean(1)
-    if border.any() and (~border).any():
-        blocky = col[:, border].mean(1) / col[:, ~border].mean(1).clamp_min(1e-6)
-    else:
-        blocky = torch.ones_like(col[:, 0])
-    eps = 1e-3
-    return torch.stack(
-        [
-            *rgb.mean((2, 3)).unbind(1),
-            *rgb.std((2, 3)).clamp_min(1e-4).log().unbind(1),
-            (dx.mean((1, 2)) + dy.mean((1, 2))).clamp_min(1e-6).log(),
-            lap.mean((1, 2)).clamp_min(1e-6).log(),
-            blocky.clamp_min(1e-6).log(),
-            (eps + (gray < 0.05).double().mean((1, 2))).log(),
-            (eps + (gray > 0.95).double().mean((1, 2))).log(),
-            (eps + (lap < 2e-4).double().mean((1, 2))).log(),
-        ],
-        dim=1,
-    )
 
 
 def _mean_entropy(logits: torch.Tensor, binary: bool) -> torch.Tensor:
@@ -211,15 +141,6 @@ def review_parts(
         if kind in ("classes", "binary"):
             parts[f"{task}_entropy"] = _mean_entropy(out[task], binary=kind == "binary")
     return parts
-
-
-def input_distance(features: torch.Tensor, calibration: Mapping[str, Any]) -> torch.Tensor:
-    """RMS z-score ``[B]`` of :func:`input_features` against the stored training statistics."""
-    stats = calibration["input"]
-    mean = torch.tensor(stats["mean"], dtype=torch.float64)
-    std = torch.tensor(stats["std"], dtype=torch.float64).clamp_min(FEATURE_STD_FLOOR)
-    z = (features.double() - mean) / std
-    return z.pow(2).mean(1).sqrt()
 
 
 def threshold_for_rate(scores: Sequence[float], rate: float) -> float:

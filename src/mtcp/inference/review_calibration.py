@@ -8,9 +8,9 @@ the images are labelled, measures each image's real error
 :func:`fit_calibration` turns the validation images' parts and errors into the calibration
 dict stored in checkpoints and exported files (JSON-able; keys documented there):
 
-1. input statistics (mean and standard deviation of :func:`~mtcp.inference.review.input_features`)
-   over the training images; ``d_ref`` = the 99th percentile of the training images' input
-   distances, ``d_typ`` their median;
+1. input statistics (mean and standard deviation of
+   :func:`~mtcp.inference.input_stats.input_features`) over the training images; ``d_ref`` =
+   the 99th percentile of the training images' input distances, ``d_typ`` their median;
 2. the parts are standardised over the validation images and a non-negative ridge regression
    (``scipy.optimize.nnls`` on the ridge-augmented system) predicts ``log(gm_error)``; the ridge
    strength is chosen by leave-one-out squared error among ``{0.01, 0.1, 1, 10} · N``;
@@ -35,11 +35,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from mtcp.errors import MtcpError
-from mtcp.inference.review import (
+from mtcp.inference.input_stats import (
     FEATURE_STD_FLOOR,
     INPUT_FEATURES,
     input_distance,
     input_features,
+)
+from mtcp.inference.review import (
     ood_score,
     review_parts,
     threshold_for_rate,
@@ -143,7 +145,7 @@ def collect(
 def dataset_features(
     dataset: Dataset, size: Sequence[int], limit: int | None = None, batch_size: int = 8
 ) -> torch.Tensor:
-    """:func:`~mtcp.inference.review.input_features` ``[N, F]`` of (the first ``limit``)
+    """:func:`~mtcp.inference.input_stats.input_features` ``[N, F]`` of (the first ``limit``)
     images of ``dataset`` resized to the network size ``(h, w)``; no model needed."""
     feats, seen = [], 0
     for batch in _batches(dataset, batch_size):
@@ -196,7 +198,7 @@ def fit_calibration(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """The calibration dict from :func:`collect` on validation images (with errors) and the
-    training images' :func:`~mtcp.inference.review.input_features` ``[M, F]``."""
+    training images' :func:`~mtcp.inference.input_stats.input_features` ``[M, F]``."""
     if not 0.0 < rate < 1.0:
         raise MtcpError(f"review.rate must lie in (0, 1), got {rate}")
     gm = val["gm_error"].numpy()

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 
 from mtcp.data.sample import normalize_image
 from mtcp.inference.corruptions import KINDS, SEVERITIES, corrupt_batch
-from mtcp.inference.review import input_distance, review_threshold, score_parts
+from mtcp.inference.input_stats import input_distance
+from mtcp.inference.review import review_threshold, score_parts
 from mtcp.inference.review_calibration import collect, ranking_stats
 
 #: scikit-image sample photographs used as real, out-of-distribution images
