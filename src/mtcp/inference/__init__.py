@@ -46,7 +46,7 @@ Modules: :mod:`~mtcp.inference.predictor` (``Predictor``, ``load``, the resize p
 :mod:`~mtcp.inference.formats` (checkpoint and safetensors readers),
 :mod:`~mtcp.inference.onnx_runtime` (``OnnxModel``), :mod:`~mtcp.inference.maps` (outputs →
 physical maps), :mod:`~mtcp.inference.evaluate` (``evaluate``: the one evaluation loop),
-:mod:`~mtcp.inference.outputs` (files written per image, coherence scores, review flag),
+:mod:`~mtcp.inference.outputs` (files written per image, coherence scores, CSV columns),
 :mod:`~mtcp.inference.inputs` (image files, folders, videos) and
 :mod:`~mtcp.inference.folder` (``predict_to_folder``: what ``mtcp predict`` does).
 The review score: :mod:`~mtcp.inference.review` (parts and score),

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from torchmetrics import Metric
 
 from mtcp.metrics.collection import build_metrics
 from mtcp.metrics.segmentation import SegmentationMetrics
@@ -92,6 +93,10 @@ def per_image_errors(
             {t: outputs[t].shape[1] if get_task(t).kind == "classes" else None for t in names}
         )
     metrics = build_metrics(channels, protocol, dataset=dataset, coherence=False)
+    for metric in metrics.modules():  # one image's own values: never gathered across processes
+        if isinstance(metric, Metric):
+            metric.sync_on_compute = False
+            metric._to_sync = False
     n = next(iter(outputs[t] for t in channels)).shape[0]
     errors = {t: torch.full((n,), math.nan, dtype=torch.float64) for t in channels}
     for i in range(n):
