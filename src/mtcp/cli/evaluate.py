@@ -8,6 +8,11 @@ The default data is the checkpoint's own source and its *test* split (for synthe
 pool of scenes never used in training). The table is printed first, then everything is written
 to a JSON file (atomically): ``--out``, or beside the checkpoint, or, when that folder is not
 writable, into the current folder (the message says where).
+
+The review score report (issue 17; ``--review-checks``): how well the review score ranks the
+images by their real error, the share flagged, and (``all``, the default) how many corrupted
+images and real photographs it flags. ``--groups FILE.csv`` (columns ``id,group``) adds every
+metric per group and the largest gap between groups.
 """
 
 from __future__ import annotations
@@ -43,6 +48,24 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--trust", action="store_true", help="allow pickled checkpoints (.ckpt only)"
     )
+    # review score and bias indicators (issue 17)
+    parser.add_argument(
+        "--groups",
+        metavar="FILE.csv",
+        help="CSV of image id -> group (columns id,group): every metric per group and the gaps",
+    )
+    parser.add_argument(
+        "--scenes", type=int, help="synthetic data: number of held-out test scenes (default 16)"
+    )
+    parser.add_argument("--review-rate", type=float, help="review budget (default: the model's)")
+    parser.add_argument("--review-threshold", type=float, help="explicit review score threshold")
+    parser.add_argument(
+        "--review-checks",
+        choices=("all", "basic", "none"),
+        default="all",
+        help="review score report: all (with the corruption and real-photograph checks), "
+        "basic (ranking and flag rates only) or none",
+    )
     parser.set_defaults(run=run)
 
 
@@ -61,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         trust=args.trust,
         device=args.device,
         precision=args.precision,
+        groups=args.groups,
+        scenes=args.scenes,
+        review=args.review_checks,
+        review_rate=args.review_rate,
+        review_threshold=args.review_threshold,
     )
     print(
         f"{report['model']} on {report['data']} ({report['split']}, {report['n_images']} "
@@ -70,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
     if "delta_m" in report:
         terms = ", ".join(f"{t} {v:+.2f}%" for t, v in report["delta_m_terms"].items())
         print(f"Δm vs single-task references: {report['delta_m']:+.2f}% ({terms})", flush=True)
+    if "groups" in report:
+        from mtcp.inference.groups import describe_groups
+
+        print(describe_groups(report["groups"], metrics_table), flush=True)
+    if "review" in report:
+        from mtcp.inference.review_check import describe_review
+
+        print("\n".join(describe_review(report["review"])), flush=True)
     path, note = save_report(report, args.out, args.split)
     if note:
         print(f"note: {note}")

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             intrinsics=intrinsics,
             opset=args.opset or ONNX_OPSET,
             calibration_note=f"{len(images)} train images of {source}",
+            review=predictor.review_calibration,
         )
         shape = (
             f"int8, [1, 3, {size[0]}, {size[1]}], calibrated on {len(images)} images of {source}"
@@ -106,10 +107,17 @@ def run(args: argparse.Namespace) -> int:
             dynamic=args.dynamic,
             opset=args.opset or ONNX_OPSET,
             intrinsics=intrinsics,
+            review=predictor.review_calibration,
         )
         shape = "dynamic [B, 3, H, W]" if args.dynamic else f"[1, 3, {size[0]}, {size[1]}]"
     else:
-        out = save_safetensors(predictor.model, args.out, size=size, intrinsics=intrinsics)
+        out = save_safetensors(
+            predictor.model,
+            args.out,
+            size=size,
+            intrinsics=intrinsics,
+            review=predictor.review_calibration,
+        )
         shape = f"preferred input {size[0]}x{size[1]}"
     print(
         f"exported {predictor.model.config['name']} ({', '.join(predictor.tasks)}) from "

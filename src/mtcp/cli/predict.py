@@ -23,10 +23,13 @@ coherence scores (SPEC §7; the camera is assumed to be the training camera scal
 image): ``depth_normal_deg`` (mean angle between predicted normals and the normals implied by
 the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
 boundaries; higher is better; ``nan`` = undefined: neither map has a boundary, as in constant
-maps, and not flagged). ``review = 1`` flags images whose predictions disagree with
-each other: ``depth_normal_deg > --max-angle`` (default 30°) or ``boundary_f < --min-boundary-f``
-(default 0.2). An input that cannot be read or predicted is reported, listed with status
-``unreadable`` or ``failed`` and its error, and skipped; the others go on.
+maps). ``review_score`` (in [0, 1], higher = more likely wrong) and ``review = 1`` come from the
+review score calibrated at the end of ``mtcp train`` (:mod:`mtcp.inference.review`): by default
+the checkpoint's review budget (``review.rate``, e.g. one image in ten of the validation images),
+``--review-rate`` or ``--review-threshold`` to change it; ``reason`` says why in words. A model
+without a calibration (older checkpoints) is flagged by the legacy rule (depth-normal > 30° or
+boundary F < 0.2) and says so. An input that cannot be read or predicted is reported, listed
+with status ``unreadable`` or ``failed`` and its error, and skipped; the others go on.
 
 ``DIR`` must be new or empty; ``--overwrite`` replaces the files mtcp predict writes there and
 leaves any other file alone. Images are decoded in ``--workers`` processes while the model
@@ -40,7 +43,7 @@ import sys
 from typing import Any
 
 from mtcp.errors import MtcpError
-from mtcp.inference.outputs import MAX_ANGLE, MIN_BOUNDARY_F, RAW_FORMATS
+from mtcp.inference.outputs import RAW_FORMATS
 
 
 def add_parser(subparsers: Any) -> None:
@@ -75,16 +78,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--raw", choices=RAW_FORMATS, default="png", help="raw value format")
     parser.add_argument("--every", type=int, default=1, help="videos: keep every N-th frame")
     parser.add_argument(
-        "--max-angle",
+        "--review-rate",
         type=float,
-        default=MAX_ANGLE,
-        help=f"review flag: depth-normal angle above this (default {MAX_ANGLE})",
+        default=None,
+        help="review budget: flag the share of images the calibration's validation images "
+        "would have above the threshold (default: the checkpoint's review.rate)",
     )
     parser.add_argument(
-        "--min-boundary-f",
+        "--review-threshold",
         type=float,
-        default=MIN_BOUNDARY_F,
-        help=f"review flag: boundary F below this (default {MIN_BOUNDARY_F})",
+        default=None,
+        help="flag images whose review score exceeds this value in [0, 1] (instead of a rate)",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     parser.add_argument(
@@ -122,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         raw=args.raw,
         every=args.every,
-        max_angle=args.max_angle,
-        min_boundary_f=args.min_boundary_f,
+        review_rate=args.review_rate,
+        review_threshold=args.review_threshold,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
         workers=args.workers,
@@ -131,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
         report=lambda message: print(f"mtcp predict: {message}", file=sys.stderr),
     )
     rate = summary.n_ok / summary.seconds if summary.seconds > 0 else 0.0
+    calibrated = "" if predictor.review_calibration else "; review score uncalibrated: legacy rule"
     print(
         f"predicted {summary.n_ok} image(s) into {summary.out} in {summary.seconds:.1f} s "
         f"({rate:.1f} images/s; {summary.n_flagged} flagged for review, {summary.n_failed} "
-        f"skipped); summary: {summary.csv}"
+        f"skipped{calibrated}); summary: {summary.csv}"
     )
     if summary.n_ok == 0:
         raise MtcpError("no input could be read")

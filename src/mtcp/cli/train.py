@@ -130,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.weight_warnings:
         lines += ["\nLoss weighting warnings:", *(f"  {w}" for w in result.weight_warnings)]
+    if cfg.review.calibrate:  # review score calibration (issue 17)
+        from mtcp.inference.review_calibration import describe_calibration
+
+        lines.append(
+            "\n" + describe_calibration(getattr(result.module, "review_calibration", None))
+        )
     lines += [
         f"\nTrained {cfg.model.name} on {cfg.data.source} in {minutes:.1f} min.",
         f"  checkpoints: {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)",

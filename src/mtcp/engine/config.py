@@ -1,14 +1,14 @@
 """Run configuration: typed sections, strict YAML files and ``section.key=value`` overrides.
 
-A configuration is a :class:`Config` of seven sections (``run``, ``model``, ``data``, ``loss``,
-``optim``, ``trainer``, ``eval``), plain dataclasses used as OmegaConf structured configs:
-OmegaConf merges the defaults, a YAML file and the dotted overrides (``model.options.cfm=false``
-reaches into a mapping), refuses unknown keys and checks and converts types. Every key has a
-default, so a YAML file only lists what it changes. Errors name the file or override, the key
-and the closest valid key. Two things are read before OmegaConf sees them: YAML values, with a
-loader that keeps ``HxW`` sizes as text (YAML 1.1 reads ``0x64`` as the number 100), and sizes,
-through the one size rule :func:`mtcp.sizes.parse_size`. Ranges and choices are checked by
-:func:`mtcp.engine.config_checks.validate`.
+A configuration is a :class:`Config` of eight sections (``run``, ``model``, ``data``, ``loss``,
+``optim``, ``trainer``, ``eval``, ``review``), plain dataclasses used as OmegaConf structured
+configs: OmegaConf merges the defaults, a YAML file and the dotted overrides
+(``model.options.cfm=false`` reaches into a mapping), refuses unknown keys and checks and
+converts types. Every key has a default, so a YAML file only lists what it changes. Errors name
+the file or override, the key and the closest valid key. Two things are read before OmegaConf
+sees them: YAML values, with a loader that keeps ``HxW`` sizes as text (YAML 1.1 reads ``0x64``
+as the number 100), and sizes, through the one size rule :func:`mtcp.sizes.parse_size`. Ranges
+and choices are checked by :func:`mtcp.engine.config_checks.validate`.
 
 >>> cfg = load_config(None, ["trainer.max_epochs=3", "data.size=64x96"])
 >>> cfg.data.size
@@ -147,6 +147,18 @@ class EvalSection:
 
 
 @dataclass
+class ReviewSection:
+    """The review score calibrated at the end of training (:mod:`mtcp.inference.review`)."""
+
+    #: review budget: the share of images flagged for a person (the validation images' share)
+    rate: float = 0.1
+    #: explicit score threshold in [0, 1] instead of the budget (None = use ``rate``)
+    threshold: float | None = None
+    #: calibrate at the end of ``mtcp train`` (scores the validation split once)
+    calibrate: bool = True
+
+
+@dataclass
 class Config:
     """The full run configuration; ``dataclasses.asdict`` gives its YAML form."""
 
@@ -157,6 +169,7 @@ class Config:
     optim: OptimSection = field(default_factory=OptimSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    review: ReviewSection = field(default_factory=ReviewSection)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of primitives (what checkpoints and ``config.yaml`` store)."""

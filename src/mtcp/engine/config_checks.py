@@ -109,4 +109,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
     )
     if not devices_ok:
         fail(f"trainer.devices must be >= 1, 'auto' or device ids like '0,1'; got {t.devices!r}")
+    if not 0.0 < cfg.review.rate < 1.0:
+        fail(f"review.rate must be in (0, 1), got {cfg.review.rate}")
+    if cfg.review.threshold is not None and not 0.0 <= cfg.review.threshold <= 1.0:
+        fail(f"review.threshold must be in [0, 1] or null, got {cfg.review.threshold}")
     return cfg

@@ -5,7 +5,8 @@ Run folder (see :mod:`mtcp.engine.run_dir` for its name):
 =========================  ==================================================================
 ``config.yaml``            the resolved configuration
 ``checkpoints/last.ckpt``  end of the latest epoch (resume from it with ``--resume``)
-``checkpoints/best.ckpt``  best validation score so far (see :func:`mtcp.engine.module.monitor_of`)
+``checkpoints/best.ckpt``  best validation score so far (see :func:`mtcp.engine.module.monitor_of`),
+                           with the review score calibration (:mod:`mtcp.engine.calibration`)
 ``tensorboard/``           TensorBoard events (``tensorboard --logdir runs``)
 ``csv/metrics.csv``        the same scalars as CSV (:mod:`mtcp.engine.csv_log`)
 ``loss_weights.{csv,png}`` weighting history (LPS weights) — :mod:`mtcp.engine.callbacks`
@@ -181,6 +182,10 @@ def _run(
     picture_batch = sample_batch(datamodule, cfg.eval.picture_samples)
     watch = WeightWatch()
     reports = [LossWeightsReport(run_dir), PredictionPicture(run_dir, picture_batch), watch]
+    if cfg.review.calibrate:  # review score calibrated on the validation split (issue 17)
+        from mtcp.engine.calibration import ReviewCalibration
+
+        reports.append(ReviewCalibration(cfg.review.rate, cfg.review.threshold))
     trainer = build_trainer(
         cfg,
         run_dir,

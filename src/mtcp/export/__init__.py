@@ -15,7 +15,7 @@ Both files carry the same JSON metadata entry ``"mtcp"`` (safetensors metadata, 
 ``metadata_props``)::
 
     {"model": <model.config>, "tasks": {task: channels}, "size": [H, W] | null,
-     "intrinsics": [fx, fy, cx, cy] | null}
+     "intrinsics": [fx, fy, cx, cy] | null, "review": <calibration> | null}
 
 ``model`` rebuilds the architecture with ``mtcp.create_model(**model)``; ``size`` is the input
 size the model expects (its training size, or the export size), ``intrinsics`` the training
@@ -75,6 +75,7 @@ def _metadata(
     model: nn.Module,
     size: Sequence[int] | None,
     intrinsics: Sequence[float] | None,
+    review: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = dict(getattr(model, "config", None) or {})
     if "name" not in config:
@@ -87,6 +88,8 @@ def _metadata(
         "tasks": dict(model.tasks),
         "size": None if size is None else [int(size[0]), int(size[1])],
         "intrinsics": None if intrinsics is None else [float(v) for v in intrinsics],
+        # the review calibration (mtcp.inference.review), None for an uncalibrated model
+        "review": review,
     }
 
 
@@ -108,6 +111,7 @@ def save_safetensors(
     path: str | os.PathLike[str],
     size: Sequence[int] | None = None,
     intrinsics: Sequence[float] | None = None,
+    review: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights (parameters and buffers) as ``.safetensors``, atomically.
 
@@ -117,13 +121,14 @@ def save_safetensors(
         size: input size ``(H, W)`` the model expects (its training size), stored for
             :func:`mtcp.load`.
         intrinsics: ``(fx, fy, cx, cy)`` of the training camera at ``size``, if known.
+        review: the review calibration of the checkpoint (:mod:`mtcp.inference.review`).
 
     Returns:
         ``path``. The config and the rest of the metadata are in the ``"mtcp"`` entry.
     """
     from safetensors.torch import save_model
 
-    meta = _metadata(model, size, intrinsics)
+    meta = _metadata(model, size, intrinsics, review)
     with atomic_path(path) as tmp:
         save_model(
             model, str(tmp), metadata={METADATA_KEY: json.dumps(meta)}, force_contiguous=True
@@ -209,6 +214,7 @@ def export_onnx(
     opset: int = ONNX_OPSET,
     intrinsics: Sequence[float] | None = None,
     verify: bool = True,
+    review: dict[str, Any] | None = None,
 ) -> Path:
     """Export ``model`` (in eval mode) to ONNX, check the file and write it atomically.
 
@@ -224,13 +230,14 @@ def export_onnx(
         verify: run the file with onnxruntime on a random image and require every task to match
             PyTorch within :data:`ONNX_TOLERANCE`; a dynamic export is also checked at a second
             size that is no multiple of the backbone's stride.
+        review: the review calibration of the checkpoint, stored in the metadata.
 
     Returns:
         ``path``.
     """
     onnx, _ = require_export("onnx", "onnxruntime")
     h, w = _check_size(model, size)
-    meta = _metadata(model, (h, w), intrinsics)
+    meta = _metadata(model, (h, w), intrinsics, review)
     tasks = list(model.tasks)
     axes = {0: "batch", 2: "height", 3: "width"}
     dynamic_axes = {name: axes for name in [INPUT_NAME, *tasks]} if dynamic else None

@@ -206,11 +206,13 @@ def export_int8(
     opset: int = ONNX_OPSET,
     calibration_note: str = "",
     verify: bool = True,
+    review: dict[str, Any] | None = None,
 ) -> Path:
     """Export ``model`` at the fixed ``size`` to ONNX, then quantize it to int8 into ``path``.
 
     ``calibration``: normalised ``[1, 3, H, W]`` images at ``size`` (:func:`calibration_images`);
-    ``verify``: check the fp32 graph against PyTorch first (:func:`mtcp.export.export_onnx`).
+    ``verify``: check the fp32 graph against PyTorch first (:func:`mtcp.export.export_onnx`);
+    ``review``: the checkpoint's review score calibration, kept in the metadata.
     """
     h, w = int(size[0]), int(size[1])
     bad = [x.shape for x in calibration if tuple(x.shape) != (1, 3, h, w)]
@@ -219,7 +221,15 @@ def export_int8(
     with tempfile.TemporaryDirectory(prefix="mtcp-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         with torch.no_grad():
-            export_onnx(model, fp32, (h, w), opset=opset, intrinsics=intrinsics, verify=verify)
+            export_onnx(
+                model,
+                fp32,
+                (h, w),
+                opset=opset,
+                intrinsics=intrinsics,
+                verify=verify,
+                review=review,
+            )
         return quantize_onnx(fp32, path, calibration, calibration_note=calibration_note)
 
 

@@ -37,13 +37,22 @@ the outputs resized back (bilinear on logits, metres and vectors; normals re-nor
 Grayscale images are replicated to RGB, an alpha channel is dropped, 16-bit and float images
 are scaled to the 8-bit range.
 
+``predictor.predict(image, review=True)`` adds ``"review"``: the image's review score
+(:class:`mtcp.inference.review.Review`: a score in [0, 1], higher = more likely wrong, the flag
+and its reasons) from the calibration stored with the model at the end of ``mtcp train``;
+``probabilities=True`` adds ``"<task>_probs"`` (softmax, float32 ``[H, W, C]``) for class tasks.
+
 Modules: :mod:`~mtcp.inference.predictor` (``Predictor``, ``load``, the resize policy),
 :mod:`~mtcp.inference.formats` (checkpoint and safetensors readers),
 :mod:`~mtcp.inference.onnx_runtime` (``OnnxModel``), :mod:`~mtcp.inference.maps` (outputs →
 physical maps), :mod:`~mtcp.inference.evaluate` (``evaluate``: the one evaluation loop),
-:mod:`~mtcp.inference.outputs` (files written per image, coherence scores, review flag),
+:mod:`~mtcp.inference.outputs` (files written per image, coherence scores, CSV columns),
 :mod:`~mtcp.inference.inputs` (image files, folders, videos) and
 :mod:`~mtcp.inference.folder` (``predict_to_folder``: what ``mtcp predict`` does).
+The review score: :mod:`~mtcp.inference.review` (parts and score),
+:mod:`~mtcp.inference.review_calibration` (its fit), :mod:`~mtcp.inference.input_stats`
+(image statistics), :mod:`~mtcp.inference.review_check` (the report of ``mtcp evaluate``,
+with :mod:`~mtcp.inference.corruptions`); :mod:`~mtcp.inference.groups` (metrics per group).
 """
 
 from mtcp.inference.evaluate import evaluate

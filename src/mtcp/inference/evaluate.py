@@ -13,6 +13,12 @@ each label map's own size before scoring (the release's protocol).
 The data is the checkpoint's own source by default (its ``data.source``; an exported file does
 not record it, so ``data`` is needed), ``"synthetic"``, a dataset folder (layout detected), a
 ``Dataset`` of tensor samples, or an iterable of batches already in memory.
+
+Two optional reports (issue 17): ``groups`` (a CSV of image id → group,
+:mod:`mtcp.inference.groups`) adds every metric per group and the gaps between groups;
+``review`` adds the review score report of :mod:`mtcp.inference.review_check` (ranking of the
+images by their real error, flag rates, and with ``"all"`` the corruption and
+real-photograph checks).
 """
 
 from __future__ import annotations
@@ -89,7 +95,12 @@ def _check_tasks(data_tasks: Mapping[str, int], tasks: Mapping[str, int], where:
 
 
 def _dataset(
-    predictor: Predictor, source: str, split: str, tasks: Mapping[str, int], where: str
+    predictor: Predictor,
+    source: str,
+    split: str,
+    tasks: Mapping[str, int],
+    where: str,
+    scenes: int | None = None,
 ) -> Dataset:
     from mtcp.data.build import build_dataset  # lazy: the readers, keeps `mtcp --help` fast
 
@@ -98,10 +109,11 @@ def _dataset(
     options = {
         "val_fraction": _setting(config, "data", "val_fraction"),
         "seed": _setting(config, "trainer", "seed"),
-        # the training pool's size; the test pool has its own (see build_dataset)
-        "n": None
-        if not synthetic or split == "test"
-        else _setting(config, "data", "synthetic_scenes"),
+        # the training pool's size; the test pool has its own (see build_dataset) unless
+        # ``scenes`` sets it
+        "n": (scenes if split == "test" else _setting(config, "data", "synthetic_scenes"))
+        if synthetic
+        else None,
     }
     # synthetic scenes are rendered at the network's size; real data keeps its own size
     dataset = build_dataset(
@@ -122,15 +134,22 @@ def score(
     batches: Iterable[Mapping[str, Any]],
     metrics: Any,
     targets: Any = None,
+    grouped: Any = None,
+    ids: set[str] | None = None,
 ) -> int:
-    """Update ``metrics`` (and the target-coherence ``targets``) with the joint predictions of
-    ``predictors`` on every batch; returns the number of images seen."""
+    """Update ``metrics`` (and the target-coherence ``targets``, the per-group ``grouped``
+    metrics) with the joint predictions of ``predictors`` on every batch; returns the number of
+    images seen. ``ids`` collects the ids of the images seen (for the groups check)."""
     n_images = 0
     for batch in batches:
         outputs: dict[str, torch.Tensor] = {}
         for predictor in predictors:
             outputs.update(predictor.forward(batch["image"]))
         metrics.update(outputs, batch)
+        if grouped is not None:
+            grouped.update(outputs, batch)
+        if ids is not None and "id" in batch:
+            ids.update(str(i) for i in batch["id"])
         if targets is not None:
             targets.update({}, batch)
         n_images += batch["image"].shape[0]
@@ -151,6 +170,11 @@ def evaluate(
     device: str | torch.device = "cpu",
     precision: str | None = None,
     targets: bool = True,
+    groups: str | os.PathLike[str] | None = None,
+    scenes: int | None = None,
+    review: str = "none",
+    review_rate: float | None = None,
+    review_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Every metric of the model's tasks, coherence and (with references) Δm.
 
@@ -168,12 +192,19 @@ def evaluate(
         limit: score only the first ``limit`` images.
         trust, device, precision: passed to :func:`mtcp.load` when ``model`` is a file.
         targets: also score the coherence of the targets (``report["targets"]``).
+        groups: a groups CSV (:mod:`mtcp.inference.groups`): ``report["groups"]`` holds every
+            metric per group and the gaps.
+        scenes: synthetic data: the number of held-out test scenes (default 16).
+        review: ``"all"`` (with the corruption and real-photograph checks), ``"basic"``
+            (ranking and flag rates) or ``"none"`` (default): ``report["review"]``
+            (:mod:`mtcp.inference.review_check`; one model and a dataset only).
+        review_rate, review_threshold: the review budget (default: the model's calibration).
 
     Returns:
         the JSON-ready report: ``checkpoint``, ``model``, ``data``, ``split``, ``n_images``,
         ``protocol``, ``seconds``, ``metrics`` (``{task: {metric: value}, "coherence": ...}``,
         counters included), ``details``, ``targets`` and, with references, ``delta_m`` (%) and
-        ``delta_m_terms``.
+        ``delta_m_terms``; ``groups`` and ``review`` when asked for.
     """
     # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
     from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
@@ -195,7 +226,7 @@ def evaluate(
             )
     source = str(data) if isinstance(data, (str, os.PathLike)) else None
     if source is not None:
-        dataset: Any = _dataset(first, source, split, tasks, where)
+        dataset: Any = _dataset(first, source, split, tasks, where, scenes)
         if source != "synthetic":
             batch_size = 1
     else:
@@ -209,8 +240,20 @@ def evaluate(
     metric_dataset = metric_dataset or getattr(inner, "metrics_dataset", "nyud")
     metrics = build_metrics(tasks, protocol, dataset=metric_dataset)
     target_metrics = target_coherence_metrics(tasks) if targets else None
+    grouped, seen_ids, assignment = None, set(), {}
+    if groups is not None:
+        from mtcp.inference.groups import GroupedMetrics, read_groups
+
+        assignment = read_groups(groups)
+        grouped = GroupedMetrics(
+            assignment, lambda: build_metrics(tasks, protocol, dataset=metric_dataset)
+        )
+    if review not in ("all", "basic", "none"):
+        raise MtcpError(f"evaluate: review must be 'all', 'basic' or 'none', got {review!r}")
+    if review != "none" and (len(predictors) != 1 or not isinstance(dataset, Dataset)):
+        raise MtcpError("evaluate: the review report needs one model and a dataset")
     start = time.monotonic()
-    n_images = score(predictors, batches, metrics, target_metrics)
+    n_images = score(predictors, batches, metrics, target_metrics, grouped, seen_ids)
     results = to_floats(metrics.compute())
     report: dict[str, Any] = {
         "checkpoint": where if isinstance(model, (str, os.PathLike)) else None,
@@ -225,6 +268,29 @@ def evaluate(
         "details": metrics.details(),
         "targets": to_floats(target_metrics.compute()) if target_metrics is not None else {},
     }
+    if grouped is not None:
+        from mtcp.inference.groups import check_groups
+
+        check_groups(assignment, seen_ids, groups)
+        report["groups"] = grouped.compute()
+    if review != "none":
+        from mtcp.inference.review_check import review_check
+
+        report["review"] = review_check(
+            first.forward_network,
+            dataset,
+            first.tasks,
+            first.size,
+            first.intrinsics,
+            first.review_calibration,
+            protocol=protocol,
+            metric_dataset=metric_dataset,
+            corruptions=review == "all",
+            photos=review == "all",
+            rate=review_rate,
+            threshold=review_threshold,
+            batch_size=batch_size,
+        )
     if references:
         refs = load_references(references)
         report["delta_m"] = delta_m(results, refs, tasks=list(tasks))

@@ -5,9 +5,10 @@ The images are read and decoded in DataLoader worker processes (:mod:`mtcp.infer
 while the model runs in this one, and each predicted image is scored and written in a background
 thread while the model runs on the next batch. Every image is resized to the network's input
 size, so images of any size share a batch; the outputs are resized back to each image's own
-size. A failure of one image (unreadable file, a decoder error, any exception while
-predicting, scoring or writing it) is reported, listed in ``predictions.csv`` with its error,
-and skipped; the others go on.
+size. Each image's review score (:mod:`mtcp.inference.review`) is computed from the network's
+inputs and outputs of its batch. A failure of one image (unreadable file, a decoder error, any
+exception while predicting, scoring or writing it) is reported, listed in ``predictions.csv``
+with its error, and skipped; the others go on.
 
 The output folder must be new or empty unless ``overwrite=True``, which replaces only the files
 this function writes (other files in the folder are left alone).
@@ -30,15 +31,7 @@ from tqdm import tqdm
 from mtcp.errors import MtcpError
 from mtcp.inference.inputs import DecodedImages, as_list, expand_inputs, stack_inputs
 from mtcp.inference.maps import to_numpy_maps
-from mtcp.inference.outputs import (
-    MAX_ANGLE,
-    MIN_BOUNDARY_F,
-    RAW_FORMATS,
-    coherence_scores,
-    review_flag,
-    write_csv,
-    write_outputs,
-)
+from mtcp.inference.outputs import RAW_FORMATS, coherence_scores, write_csv, write_outputs
 from mtcp.inference.predictor import Predictor
 from mtcp.io import remove_stale_temporaries
 
@@ -113,13 +106,10 @@ class _Writer:
         predictor: Predictor,
         out: Path,
         raw: str,
-        max_angle: float,
-        min_boundary_f: float,
         report: Callable[[str], None],
         threads: int,
     ) -> None:
-        self.predictor, self.out, self.raw = predictor, out, raw
-        self.max_angle, self.min_boundary_f, self.report = max_angle, min_boundary_f, report
+        self.predictor, self.out, self.raw, self.report = predictor, out, raw, report
         self.used: set[str] = set()
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
         self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
@@ -130,27 +120,29 @@ class _Writer:
         self.report(f"skipped {message}")
         self.rows[item["key"]] = {"input": item["name"], "status": status, "reason": message}
 
-    def write(self, item: dict[str, Any], raw_maps: dict[str, Any]) -> None:
-        """Queue the work of one predicted image (its folder name is chosen here, in order)."""
+    def write(self, item: dict[str, Any], raw_maps: dict[str, Any], verdict: Any) -> None:
+        """Queue the work of one predicted image with its review (a
+        :class:`mtcp.inference.review.Review`); its folder name is chosen here, in order."""
         folder = self.out / _output_name(item["name"], self.used)
         if self.pool is None:
-            self._finish(item, raw_maps, folder)
+            self._finish(item, raw_maps, verdict, folder)
             return
         while len(self.pending) >= self.limit:
             self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._finish, item, raw_maps, folder))
+        self.pending.append(self.pool.submit(self._finish, item, raw_maps, verdict, folder))
 
     def close(self, cancel: bool = False) -> None:
         """Wait for the queued images (or drop those not started, with ``cancel``)."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=cancel)
 
-    def _finish(self, item: dict[str, Any], raw_maps: dict[str, Any], folder: Path) -> None:
+    def _finish(
+        self, item: dict[str, Any], raw_maps: dict[str, Any], verdict: Any, folder: Path
+    ) -> None:
         rgb = item["rgb"]
         try:
             maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
             scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
-            reason = review_flag(scores, self.max_angle, self.min_boundary_f)
             write_outputs(folder, rgb, maps, self.predictor.tasks, self.raw)
         except Exception as err:  # any failure of one image: listed, the others go on
             self.fail(item, f"{item['name']}: {_describe(err)}", "failed")
@@ -162,16 +154,23 @@ class _Writer:
             "height": rgb.shape[0],
             "width": rgb.shape[1],
             **{k: round(v, 4) for k, v in scores.items()},
-            "review": int(bool(reason)),
-            "reason": reason,
+            "review_score": round(verdict.score, 4),
+            "review": int(verdict.flag),
+            "reason": verdict.reasons,
         }
 
 
-def _forward(predictor: Predictor, items: list[dict[str, Any]], writer: _Writer) -> None:
-    """One batch through the model; if the batch fails, each image alone (isolates the bad one)."""
+def _forward(
+    predictor: Predictor, items: list[dict[str, Any]], writer: _Writer, budget: dict[str, Any]
+) -> None:
+    """One batch through the model and the review score; if the batch fails, each image alone
+    (isolates the bad one)."""
     sizes = [item["rgb"].shape[:2] for item in items]
     try:
-        outputs = predictor.forward_prepared(stack_inputs(items), sizes)
+        batch = stack_inputs(items)
+        network = predictor.forward_network(batch)
+        outputs = predictor.forward_prepared(batch, sizes, network)
+        reviews = predictor.review(batch, network, **budget)
     except KeyboardInterrupt:
         raise
     except Exception as err:
@@ -179,10 +178,10 @@ def _forward(predictor: Predictor, items: list[dict[str, Any]], writer: _Writer)
             writer.fail(items[0], f"{items[0]['name']}: {_describe(err)}", "failed")
             return
         for item in items:
-            _forward(predictor, [item], writer)
+            _forward(predictor, [item], writer, budget)
         return
-    for item, raw_maps in zip(items, outputs):
-        writer.write(item, raw_maps)
+    for item, raw_maps, verdict in zip(items, outputs, reviews):
+        writer.write(item, raw_maps, verdict)
 
 
 def predict_to_folder(
@@ -192,8 +191,8 @@ def predict_to_folder(
     *,
     raw: str = "png",
     every: int = 1,
-    max_angle: float = MAX_ANGLE,
-    min_boundary_f: float = MIN_BOUNDARY_F,
+    review_rate: float | None = None,
+    review_threshold: float | None = None,
     overwrite: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
@@ -209,7 +208,10 @@ def predict_to_folder(
         out: output folder (new or empty unless ``overwrite``).
         raw: raw value format, ``"png"`` or ``"npy"`` (:mod:`mtcp.inference.outputs`).
         every: videos: keep every ``every``-th frame.
-        max_angle, min_boundary_f: thresholds of the review flag.
+        review_rate: review budget, the share of images flagged (default: the model's
+            calibration's ``review.rate``).
+        review_threshold: flag images whose review score exceeds this value in [0, 1]
+            (instead of a rate). Both are ignored for an uncalibrated model (legacy rule).
         batch_size: images per forward pass.
         workers: decoding processes (``0`` = decode in this process; default
             :func:`default_workers`).
@@ -234,7 +236,8 @@ def predict_to_folder(
         collate_fn=as_list,
         num_workers=min(workers, len(entries)),
     )
-    writer = _Writer(predictor, out, raw, max_angle, min_boundary_f, report, writer_threads)
+    writer = _Writer(predictor, out, raw, report, writer_threads)
+    budget = {"rate": review_rate, "threshold": review_threshold}
     has_video = any(e.kind == "video" for e in entries)
     bar = _progress_bar(None if has_video else len(entries), progress)
     start = time.perf_counter()
@@ -246,7 +249,7 @@ def predict_to_folder(
                 if item["error"] is not None:
                     writer.fail(item, item["error"], "unreadable")
             if good:
-                _forward(predictor, good, writer)
+                _forward(predictor, good, writer, budget)
             bar.update(len(batch))
         finished = True
     finally:

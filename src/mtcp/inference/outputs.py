@@ -1,4 +1,5 @@
-"""What ``mtcp predict`` writes per image, the per-image coherence scores and the review flag.
+"""What ``mtcp predict`` writes per image, the per-image coherence scores and the legacy review
+flag.
 
 For an image ``<name>`` (file stem; video frames ``<video>_f<frame>``), ``DIR/<name>/`` holds:
 
@@ -18,8 +19,11 @@ Every file is written atomically (:mod:`mtcp.io`). ``predictions.csv`` has one r
 to the image: ``depth_normal_deg`` (mean angle between the predicted normals and those implied
 by the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
 boundaries; higher is better; ``nan`` = undefined, e.g. constant maps, not flagged).
-``review = 1`` flags an image whose predictions disagree with each other
-(:func:`review_flag`).
+``review_score`` (in [0, 1], higher = more likely wrong), ``review = 1`` and ``reason`` (why, in
+words) come from the review score calibrated at the end of ``mtcp train``
+(:mod:`mtcp.inference.review`; the checkpoint's budget ``review.rate`` unless a rate or a
+threshold is given). A model without a calibration (older checkpoints) is flagged by the legacy
+rule (:func:`review_flag`: depth-normal > 30° or boundary F < 0.2) and ``reason`` says so.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ RAW_FORMATS = ("png", "npy")
 #: zlib level of the PNGs written per image: fast (about 30 ms instead of 90 ms per image at
 #: 240x320), files about 1.4x larger than at PIL's default 6
 PNG_LEVEL = 1
-#: review flag: depth-normal angle above this many degrees
+#: legacy review flag (uncalibrated models): depth-normal angle above this many degrees
 MAX_ANGLE = 30.0
-#: review flag: boundary F below this
+#: legacy review flag (uncalibrated models): boundary F below this
 MIN_BOUNDARY_F = 0.2
 CSV_COLUMNS = (
     "input",
@@ -53,6 +57,7 @@ CSV_COLUMNS = (
     "width",
     "depth_normal_deg",
     "boundary_f",
+    "review_score",
     "review",
     "reason",
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,7 +25,10 @@ from mtcp.inference import precision as prec
 from mtcp.inference.formats import load_checkpoint_model, load_safetensors, safetensors_metadata
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.inference.onnx_runtime import OnnxModel
-from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD
+from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
+
+if TYPE_CHECKING:
+    from mtcp.inference.review import Review
 
 ImageLike = str | Path | np.ndarray | Image.Image
 
@@ -122,6 +125,8 @@ class Predictor:
         precision: what the model runs in, ``"fp32"``, ``"bf16"`` or ``"int8"`` (see
             :mod:`mtcp.inference.precision`; ``"bf16"`` falls back to ``"fp32"`` on a CPU
             without native bf16); None = fp32, or an ONNX graph's own precision.
+        review_calibration: the review score calibration stored with the model (None:
+            uncalibrated, e.g. an older checkpoint), see :mod:`mtcp.inference.review`.
     """
 
     def __init__(
@@ -133,6 +138,7 @@ class Predictor:
         intrinsics: Sequence[float] | None = None,
         config: Mapping[str, Any] | None = None,
         precision: str | None = None,
+        review: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -147,6 +153,7 @@ class Predictor:
         self.config = None if config is None else dict(config)
         model_config = getattr(model, "config", None) or getattr(model, "meta", {}).get("model")
         self.name: str | None = (model_config or {}).get("name")
+        self.review_calibration = dict(review) if review else None
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,13 +164,25 @@ class Predictor:
         return {t: to_image(outputs[t], images.shape[-2:]).cpu() for t in self.tasks}
 
     @torch.no_grad()
-    def forward_prepared(
-        self, batch: torch.Tensor, sizes: Sequence[Sequence[int]]
-    ) -> list[dict[str, torch.Tensor]]:
-        """Network inputs ``[B, 3, *size]`` (from :func:`prepare`) → per image, the outputs
-        ``[C, h, w]`` (float32, CPU) resized back to that image's ``(h, w)`` in ``sizes``."""
+    def forward_network(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Network inputs ``[B, 3, *size]`` (from :func:`prepare`) → the outputs at the
+        network's size, ``{task: float32 [B, C, *size]}`` on the CPU."""
         with prec.autocast(self.precision, self.device):
             outputs = self.model(batch.to(self.device))
+        return {t: outputs[t].float().cpu() for t in self.tasks}
+
+    @torch.no_grad()
+    def forward_prepared(
+        self,
+        batch: torch.Tensor,
+        sizes: Sequence[Sequence[int]],
+        outputs: Mapping[str, torch.Tensor] | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Network inputs ``[B, 3, *size]`` (from :func:`prepare`) → per image, the outputs
+        ``[C, h, w]`` (float32, CPU) resized back to that image's ``(h, w)`` in ``sizes``
+        (``outputs``: those of :meth:`forward_network` on ``batch``, when already computed)."""
+        if outputs is None:
+            outputs = self.forward_network(batch)
         return [
             {t: to_image(outputs[t][i : i + 1], hw)[0].cpu() for t in self.tasks}
             for i, hw in enumerate(sizes)
@@ -175,17 +194,72 @@ class Predictor:
         batch = torch.stack([prepare(rgb, self.size) for rgb in images])
         return self.forward_prepared(batch, [rgb.shape[:2] for rgb in images])
 
+    def review(
+        self,
+        batch: torch.Tensor,
+        outputs: Mapping[str, torch.Tensor],
+        rate: float | None = None,
+        threshold: float | None = None,
+    ) -> list[Review]:
+        """The review of each image of a batch: network inputs ``[B, 3, *size]`` and their
+        outputs at the network's size (:meth:`forward_network`), scored with the model's
+        review calibration; ``rate`` / ``threshold`` override its budget (see
+        :mod:`mtcp.inference.review`)."""
+        from mtcp.inference.review import review_batch  # lazy: numba kernels of the coherence
+
+        return review_batch(
+            batch,
+            outputs,
+            self.tasks,
+            self.intrinsics,
+            self.review_calibration,
+            rate=rate,
+            threshold=threshold,
+        )
+
     def predict(
-        self, images: ImageLike | Iterable[ImageLike], batch_size: int = 4
-    ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Per-task maps in physical units for one image, or a list of dicts for a list."""
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        batch_size: int = 4,
+        review: bool = False,
+        review_rate: float | None = None,
+        review_threshold: float | None = None,
+        probabilities: bool = False,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Per-task maps in physical units for one image, or a list of dicts for a list.
+
+        With ``review=True`` each dict also holds ``"review"``: a
+        :class:`mtcp.inference.review.Review` (score in [0, 1], flag, reasons, parts) from the
+        model's review calibration; ``review_rate`` / ``review_threshold`` override its budget.
+        With ``probabilities=True`` each class task also gets ``"<task>_probs"``: the softmax,
+        float32 ``[H, W, C]`` (binary tasks are probabilities already).
+        """
         single = isinstance(images, (str, Path, np.ndarray, Image.Image))
         items = [images] if single else list(images)
         arrays = [to_rgb_array(x) for x in items]
-        results: list[dict[str, np.ndarray]] = []
+        results: list[dict[str, Any]] = []
         for start in range(0, len(arrays), batch_size):
-            for raw in self.predict_raw(arrays[start : start + batch_size]):
-                results += to_numpy_maps({t: v[None] for t, v in raw.items()}, self.tasks)
+            chunk = arrays[start : start + batch_size]
+            batch = torch.stack([prepare(rgb, self.size) for rgb in chunk])
+            outputs = self.forward_network(batch)
+            raws = self.forward_prepared(batch, [rgb.shape[:2] for rgb in chunk], outputs)
+            reviews = (
+                self.review(batch, outputs, review_rate, review_threshold)
+                if review
+                else [None] * len(raws)
+            )
+            for raw, verdict in zip(raws, reviews):
+                maps: dict[str, Any] = to_numpy_maps(
+                    {t: v[None] for t, v in raw.items()}, self.tasks
+                )[0]
+                if review:
+                    maps["review"] = verdict
+                if probabilities:
+                    for task in self.tasks:
+                        if get_task(task).kind == "classes":
+                            probs = raw[task].softmax(0).permute(1, 2, 0)
+                            maps[f"{task}_probs"] = probs.numpy().astype(np.float32)
+                results.append(maps)
         return results[0] if single else results
 
     def camera(self, size: Sequence[int]) -> np.ndarray | None:
@@ -225,7 +299,10 @@ def load(
         if size is None:
             raise MtcpError(f"{path}: ONNX graph with free H and W and no stored input size")
         intrinsics = runner.meta.get("intrinsics")
-        return Predictor(runner, runner.tasks, size, "cpu", intrinsics, precision=precision)
+        review = runner.meta.get("review")
+        return Predictor(
+            runner, runner.tasks, size, "cpu", intrinsics, precision=precision, review=review
+        )
     if suffix == ".safetensors":
         meta = safetensors_metadata(path)
         if meta.get("size") is None:
@@ -235,11 +312,28 @@ def load(
             )
         model = load_safetensors(path)
         intrinsics = meta.get("intrinsics")
-        return Predictor(model, model.tasks, meta["size"], device, intrinsics, precision=precision)
+        return Predictor(
+            model,
+            model.tasks,
+            meta["size"],
+            device,
+            intrinsics,
+            precision=precision,
+            review=meta.get("review"),
+        )
     model, tasks, meta = load_checkpoint_model(path, trust=trust)
     config = meta.get("config") or {}
     size = (config.get("data") or {}).get("size")
     if size is None:
         raise MtcpError(f"{path}: the checkpoint's config has no data.size (the input size)")
     intrinsics = meta.get("intrinsics")
-    return Predictor(model, tasks, size, device, intrinsics, config=config, precision=precision)
+    return Predictor(
+        model,
+        tasks,
+        size,
+        device,
+        intrinsics,
+        config=config,
+        precision=precision,
+        review=meta.get("review"),
+    )
