@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from mtcp import viz
 from mtcp.inference.maps import to_numpy_maps
-from mtcp.inference.outputs import review_flag, write_outputs
+from mtcp.inference.outputs import write_outputs
+from mtcp.inference.review import review_flag
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1}
 
@@ -30,15 +34,26 @@ def test_raw_pngs_hold_millimetres_argmax_and_probabilities(tmp_path):
     outputs = _outputs()
     maps = to_numpy_maps(outputs, TASKS)[0]
     rgb = np.zeros((9, 11, 3), np.uint8)
-    written = write_outputs(tmp_path, rgb, maps, TASKS, raw="png")
+    names = {"semseg": [f"c{k}" for k in range(12)]}
+    written = write_outputs(tmp_path, rgb, maps, TASKS, raw="png", class_names=names)
     assert {p.name for p in written} == {
+        "input.png",
         "semseg.png",
         "depth_mm.png",
         "normals.npy",
         "edge_prob.png",
         "panel.png",
+        "legend.json",
         *(f"{t}_color.png" for t in TASKS),
     }
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "input.png")), rgb)
+    legend = json.loads((tmp_path / "legend.json").read_text())
+    lo, hi = viz.depth_range(maps["depth"])  # the range the depth colours were drawn with
+    assert legend["depth"]["vmin"] == pytest.approx(lo)
+    assert legend["depth"]["vmax"] == pytest.approx(hi)
+    assert legend["classes"] == names and legend["depth"]["unit"] == "m"
+    panel = np.asarray(Image.open(tmp_path / "panel.png"))
+    assert panel.shape[0] > viz.LABEL_HEIGHT + 9  # the legends sit under the 9-row pictures
     semseg = np.asarray(Image.open(tmp_path / "semseg.png"))
     np.testing.assert_array_equal(semseg, outputs["semseg"][0].argmax(0).numpy())
     mm = np.asarray(Image.open(tmp_path / "depth_mm.png"))

@@ -109,6 +109,7 @@ SELECT = [
     "eval.picture_samples=1",
     "trainer.max_epochs=4",
     "trainer.monitor=val/planted",
+    "trainer.monitor_mode=max",
     "trainer.log_every_n_steps=1",
 ]
 

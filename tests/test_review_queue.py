@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import socket
 from pathlib import Path
@@ -198,3 +199,25 @@ def test_cli_report_and_bad_folder(pred_dir: Path, tmp_path: Path, capsys) -> No
     (tmp_path / "nothing").mkdir()
     assert main(["review", str(tmp_path / "nothing")]) == 2
     assert "no predictions.csv" in capsys.readouterr().err
+
+
+def test_queue_over_real_predict_output(trained_ckpt: Path, tmp_path: Path) -> None:
+    """``mtcp predict``'s own folder: the queue, the class names of the checkpoint, the report."""
+    from mtcp.cli import main
+    from mtcp.data.synthetic.scene import render_scene
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        write_png(images / f"s{i}.png", render_scene(7, i, (48, 64))["image"])
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained_ckpt), str(images), "--out", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    queue = ReviewQueue(out)
+    assert len(queue) == 3 and all(not math.isnan(i.score) for i in queue)
+    item = queue.ordered()[0]
+    assert {"input", "semseg", "depth", "normals", "panel"} <= set(item.pictures)
+    lg = legends(item)
+    names = {row["name"] for row in lg["semseg"]}
+    assert names and not any(n.startswith("class ") for n in names)  # from the checkpoint
+    assert lg["depth"]["unit"] == "m" and lg["depth"]["vmin"] < lg["depth"]["vmax"]

@@ -109,6 +109,8 @@ def test_monitor_takes_the_direction_its_metric_declares(tmp_path):
     others = (("val/semseg/mIoU", "max"), ("val/gm_error", "min"), ("val/delta_m", "max"))
     for other, mode in others:
         assert monitor_of(load_config(None, [f"trainer.monitor={other}"]))[1] == mode
+    own = load_config(None, ["trainer.monitor=val/mine", "trainer.monitor_mode=max"])
+    assert monitor_of(own) == ("val/mine", "max")  # a key of the user's own callback
     with pytest.raises(MtcpError, match="depth_normal_mean"):  # the old, never-logged name
         monitor_of(load_config(None, ["trainer.monitor=val/depth_normal"]))
 

@@ -128,8 +128,11 @@ class TrainerSection:
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     #: metric that selects ``best.ckpt``; ``"auto"`` = ``val/delta_m`` when ``eval.references``
-    #: is set, else ``val/score`` (see :func:`mtcp.engine.module.selection_score`)
+    #: is set, else ``val/gm_error`` (see :func:`mtcp.engine.module.monitor_of`)
     monitor: str = "auto"
+    #: ``"auto"`` = the direction the metric declares; ``"min"`` / ``"max"`` for a key that no
+    #: mtcp metric reports (a value your own callback logs)
+    monitor_mode: str = "auto"
     seed: int = 0
     progress_bar: bool = True
 

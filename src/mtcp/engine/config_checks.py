@@ -103,6 +103,8 @@ def validate(cfg: Config, where: str = "config") -> Config:
         fail(f"trainer.accelerator must be one of {ACCELERATORS}, got {t.accelerator!r}")
     if t.precision not in PRECISIONS:
         fail(f"trainer.precision must be one of {', '.join(PRECISIONS)}; got {t.precision!r}")
+    if t.monitor_mode not in ("auto", "min", "max"):
+        fail(f"trainer.monitor_mode must be auto, min or max; got {t.monitor_mode!r}")
     devices_ok = (isinstance(t.devices, int) and t.devices >= 1) or (
         isinstance(t.devices, str)
         and (t.devices == "auto" or re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*,?", t.devices))

@@ -52,11 +52,14 @@ def monitor_of(cfg: Config) -> tuple[str, str]:
     """The metric that selects ``best.ckpt`` and its mode (``"min"`` / ``"max"``).
 
     Losses (``train/total``, ``.../loss/...``) are minimised; every other key takes the direction
-    its metric declares (:func:`mtcp.metrics.higher_is_better`, an error for unknown keys).
+    its metric declares (:func:`mtcp.metrics.higher_is_better`, an error for unknown keys),
+    unless ``trainer.monitor_mode`` says ``"min"`` or ``"max"``.
     """
     monitor = cfg.trainer.monitor
     if monitor == "auto":
         monitor = "val/delta_m" if cfg.eval.references else "val/gm_error"
+    if cfg.trainer.monitor_mode != "auto":
+        return monitor, cfg.trainer.monitor_mode
     lower = "loss" in monitor or monitor.endswith("/total")
     return monitor, "min" if lower or not higher_is_better(monitor) else "max"
 
@@ -95,6 +98,8 @@ class MtcpModule(L.LightningModule):
         metric_dataset: ``"nyud"`` or ``"pascal"`` (boundary tolerance of the edge metric).
         intrinsics: ``(fx, fy, cx, cy)`` of the training camera at the input size, stored in
             checkpoints for coherence scores at prediction time (None when unknown).
+        class_names: ``{task: [name per class id]}`` of the data, stored in checkpoints for
+            the class keys of ``mtcp predict``'s pictures.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class MtcpModule(L.LightningModule):
         references: Mapping[str, Mapping[str, float]] | None = None,
         metric_dataset: str = "nyud",
         intrinsics: list[float] | None = None,
+        class_names: Mapping[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = config if isinstance(config, Config) else config_from_dict(dict(config))
@@ -111,6 +117,7 @@ class MtcpModule(L.LightningModule):
         self.references = dict(references) if references else None
         self.metric_dataset = metric_dataset
         self.intrinsics = intrinsics
+        self.class_names = {t: list(n) for t, n in (class_names or {}).items()}
         cfg = self.cfg
         self.model = create_model(
             cfg.model.name, tasks=self.tasks, pretrained=cfg.model.pretrained, **cfg.model.options
@@ -254,6 +261,7 @@ class MtcpModule(L.LightningModule):
             "model": dict(self.model.config),
             "metric_dataset": self.metric_dataset,
             "intrinsics": self.intrinsics,
+            "class_names": self.class_names,
             "rng": rng_state(),
             "before": self.before_results,
             # checkpoints are written at the end of a training epoch: the epochs done so far

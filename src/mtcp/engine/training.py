@@ -106,9 +106,16 @@ def build_module(cfg: Config, datamodule: Any) -> MtcpModule:
         references = load_references(cfg.eval.references)
     camera = sample_batch(datamodule, 1)["intrinsics"][0]
     intrinsics = camera.tolist() if bool(torch.isfinite(camera).all()) else None
+    data = datamodule.dataset("val")
+    names = getattr(getattr(data, "dataset", data), "class_names", None)  # through a Subset
     with pretrained_weights(cfg.model.name, cfg.model.pretrained):
         return MtcpModule(
-            cfg, datamodule.tasks, references, metric_dataset(datamodule), intrinsics=intrinsics
+            cfg,
+            datamodule.tasks,
+            references,
+            metric_dataset(datamodule),
+            intrinsics=intrinsics,
+            class_names=names,
         )
 
 

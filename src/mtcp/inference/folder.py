@@ -33,6 +33,7 @@ from mtcp.inference.inputs import DecodedImages, as_list, expand_inputs, stack_i
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.inference.outputs import RAW_FORMATS, coherence_scores, write_csv, write_outputs
 from mtcp.inference.predictor import Predictor
+from mtcp.inference.review_report import write_report
 from mtcp.io import remove_stale_temporaries
 
 CSV_NAME = "predictions.csv"
@@ -143,7 +144,9 @@ class _Writer:
         try:
             maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
             scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
-            write_outputs(folder, rgb, maps, self.predictor.tasks, self.raw)
+            write_outputs(
+                folder, rgb, maps, self.predictor.tasks, self.raw, self.predictor.class_names
+            )
         except Exception as err:  # any failure of one image: listed, the others go on
             self.fail(item, f"{item['name']}: {_describe(err)}", "failed")
             return
@@ -257,6 +260,7 @@ def predict_to_folder(
         bar.close()
         rows = [writer.rows[k] for k in sorted(writer.rows)]
         path = write_csv(out / CSV_NAME, rows)
+    write_report(out)  # report.html, to share the run without a server
     return PredictSummary(out, path, rows, time.perf_counter() - start)
 
 

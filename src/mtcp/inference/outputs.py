@@ -4,8 +4,13 @@ flag.
 For an image ``<name>`` (file stem; video frames ``<video>_f<frame>``), ``DIR/<name>/`` holds:
 
 ==================== ========================================================================
-``panel.png``        input and every task's colourised prediction side by side
+``panel.png``        input and every task's colourised prediction side by side, each with its
+                     scale underneath (:func:`mtcp.viz.legend`: depth colour bar in metres,
+                     the classes present with their names, the normals key)
+``input.png``        the input image
 ``<task>_color.png`` colourised map (:func:`mtcp.viz.colorize`)
+``legend.json``      the scales: ``{"depth": {"vmin", "vmax", "unit", "cmap"}, "classes":
+                     {task: [name per class id]}}``
 raw values, ``png``  ``semseg.png`` (``human_parts.png``): argmax class ids, 8-bit PNG (16-bit
                      above 256 classes); ``depth_mm.png``: ``round(1000 · depth)`` as 16-bit
                      PNG (0 = none, saturates at 65.535 m); ``edge_prob.png`` / ``sal_prob.png``:
@@ -23,7 +28,8 @@ boundaries; higher is better; ``nan`` = undefined, e.g. constant maps, not flagg
 words) come from the review score calibrated at the end of ``mtcp train``
 (:mod:`mtcp.inference.review`; the checkpoint's budget ``review.rate`` unless a rate or a
 threshold is given). A model without a calibration (older checkpoints) is flagged by the legacy
-rule (:func:`review_flag`: depth-normal > 30° or boundary F < 0.2) and ``reason`` says so.
+rule (:func:`mtcp.inference.review.review_flag`: depth-normal > 30° or boundary F < 0.2) and
+``reason`` says so.
 """
 
 from __future__ import annotations
@@ -38,17 +44,16 @@ from typing import Any
 import numpy as np
 
 from mtcp import viz
-from mtcp.io import atomic_write_bytes, atomic_write_text, write_png
+from mtcp.io import atomic_write_bytes, atomic_write_text, write_json, write_png
 from mtcp.tasks import get_task
 
 RAW_FORMATS = ("png", "npy")
+#: per image: the scale of its pictures (depth range in metres, class names), read by the review
+#: page (:func:`mtcp.inference.review_queue.legends`)
+LEGEND_FILE = "legend.json"
 #: zlib level of the PNGs written per image: fast (about 30 ms instead of 90 ms per image at
 #: 240x320), files about 1.4x larger than at PIL's default 6
 PNG_LEVEL = 1
-#: legacy review flag (uncalibrated models): depth-normal angle above this many degrees
-MAX_ANGLE = 30.0
-#: legacy review flag (uncalibrated models): boundary F below this
-MIN_BOUNDARY_F = 0.2
 CSV_COLUMNS = (
     "input",
     "output",
@@ -97,6 +102,7 @@ def write_outputs(
     maps: Mapping[str, np.ndarray],
     tasks: Mapping[str, int],
     raw: str = "png",
+    class_names: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Path]:
     """Colourised PNGs, raw values and the panel of one image into ``folder`` (module table).
 
@@ -105,16 +111,26 @@ def write_outputs(
         maps: ``{task: map}`` from :func:`mtcp.inference.maps.to_numpy_maps`.
         tasks: ``{task: channels}``.
         raw: ``"png"`` or ``"npy"``.
+        class_names: ``{task: [name per class id]}`` for the class keys (ids otherwise).
 
     Returns:
         the files written.
     """
     folder = Path(folder)
     written: list[Path] = []
+    class_names = class_names or {}
     pictures = {"input": rgb}
+    legends: dict[str, np.ndarray] = {}
+    scales: dict[str, Any] = {"classes": {t: list(n) for t, n in class_names.items()}}
+    written.append(write_png(folder / "input.png", rgb, PNG_LEVEL))
     for task, value in maps.items():
         colour = viz.colorize(task, value, n_classes=tasks[task])
         pictures[task] = colour
+        names = class_names.get(task)
+        legends[task] = viz.legend(task, value, colour.shape[1], tasks[task], names)
+        if get_task(task).kind == "depth":
+            lo, hi = viz.depth_range(value)
+            scales["depth"] = {"vmin": lo, "vmax": hi, "unit": "m", "cmap": "turbo"}
         written.append(write_png(folder / f"{task}_color.png", colour, PNG_LEVEL))
         encode = RAW_PNG.get(get_task(task).kind) if raw == "png" else None
         if encode is None:
@@ -122,7 +138,8 @@ def write_outputs(
         else:
             name, picture = encode(task, value, tasks[task])
             written.append(write_png(folder / name, picture, PNG_LEVEL))
-    written.append(write_png(folder / "panel.png", viz.panel(pictures), PNG_LEVEL))
+    written.append(write_png(folder / "panel.png", viz.panel(pictures, legends=legends), PNG_LEVEL))
+    written.append(write_json(folder / LEGEND_FILE, scales))
     return written
 
 
@@ -144,21 +161,6 @@ def coherence_scores(maps: Mapping[str, np.ndarray], intrinsics: Any) -> dict[st
             )
         )
     return scores
-
-
-def review_flag(
-    scores: Mapping[str, float],
-    max_angle: float = MAX_ANGLE,
-    min_boundary_f: float = MIN_BOUNDARY_F,
-) -> str:
-    """Reasons to send an image to human review (``""`` = none): ``depth_normal_deg >
-    max_angle`` or ``boundary_f < min_boundary_f`` (NaN never flags)."""
-    reasons = []
-    if scores["depth_normal_deg"] > max_angle:
-        reasons.append(f"depth-normal {scores['depth_normal_deg']:.1f} deg > {max_angle:g}")
-    if scores["boundary_f"] < min_boundary_f:
-        reasons.append(f"boundary F {scores['boundary_f']:.2f} < {min_boundary_f:g}")
-    return "; ".join(reasons)
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:

@@ -139,6 +139,7 @@ class Predictor:
         config: Mapping[str, Any] | None = None,
         precision: str | None = None,
         review: Mapping[str, Any] | None = None,
+        class_names: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -154,6 +155,7 @@ class Predictor:
         model_config = getattr(model, "config", None) or getattr(model, "meta", {}).get("model")
         self.name: str | None = (model_config or {}).get("name")
         self.review_calibration = dict(review) if review else None
+        self.class_names = {t: list(n) for t, n in (class_names or {}).items()}
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -336,4 +338,5 @@ def load(
         config=config,
         precision=precision,
         review=meta.get("review"),
+        class_names=meta.get("class_names"),
     )

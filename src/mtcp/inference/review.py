@@ -263,17 +263,30 @@ def _uncalibrated(row: Mapping[str, float]) -> Review:
     bounded += [v for k, v in row.items() if k == "boundary_disagreement" or k.endswith("_entropy")]
     bounded = [v for v in bounded if math.isfinite(v)]
     score = min(max(sum(bounded) / len(bounded), 0.0), 1.0) if bounded else math.nan
-    reasons = []
-    dn = row.get("depth_normal_deg", math.nan)
-    if dn > LEGACY_MAX_ANGLE:
-        reasons.append(f"depth-normal {dn:.1f} deg > {LEGACY_MAX_ANGLE:g}")
-    f = 1.0 - row.get("boundary_disagreement", math.nan)
-    if f < LEGACY_MIN_BOUNDARY_F:
-        reasons.append(f"boundary F {f:.2f} < {LEGACY_MIN_BOUNDARY_F:g}")
-    text = "; ".join(reasons)
+    scores = {
+        "depth_normal_deg": row.get("depth_normal_deg", math.nan),
+        "boundary_f": 1.0 - row.get("boundary_disagreement", math.nan),
+    }
+    text = review_flag(scores)
     if text:
         text = f"uncalibrated model, legacy rule: {text}"
-    return Review(score, bool(reasons), text, dict(row), math.nan, False)
+    return Review(score, bool(text), text, dict(row), math.nan, False)
+
+
+def review_flag(
+    scores: Mapping[str, float],
+    max_angle: float = LEGACY_MAX_ANGLE,
+    min_boundary_f: float = LEGACY_MIN_BOUNDARY_F,
+) -> str:
+    """The legacy rule of uncalibrated models: reasons to send an image to review (``""`` =
+    none), ``depth_normal_deg > max_angle`` or ``boundary_f < min_boundary_f`` (NaN never
+    flags)."""
+    reasons = []
+    if scores["depth_normal_deg"] > max_angle:
+        reasons.append(f"depth-normal {scores['depth_normal_deg']:.1f} deg > {max_angle:g}")
+    if scores["boundary_f"] < min_boundary_f:
+        reasons.append(f"boundary F {scores['boundary_f']:.2f} < {min_boundary_f:g}")
+    return "; ".join(reasons)
 
 
 def review_batch(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mtcp.errors import MtcpError
+from mtcp.inference.outputs import LEGEND_FILE
 from mtcp.io import atomic_write_text
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -228,9 +229,6 @@ class ReviewQueue:
 def scores_of(queue: ReviewQueue) -> list[float]:
     """The finite review scores of the queue's images."""
     return [i.score for i in queue.items.values() if not math.isnan(i.score)]
-
-
-LEGEND_FILE = "legend.json"
 
 
 def legends(item: Item) -> dict[str, Any]:
