@@ -22,7 +22,8 @@ import torch
 
 import mtcp
 from mtcp.cli.synth import parse_size
-from mtcp.export import OnnxModel, export_onnx, relative_error
+from mtcp.export import export_onnx, relative_error
+from mtcp.inference.onnx_runtime import OnnxModel
 
 
 def cpu_name() -> str:

@@ -115,7 +115,7 @@ def write_int8(case: PrecisionCase, path: Path) -> Path:
 
 def _forward(case: PrecisionCase, work: Path) -> tuple[Callable[[Tensor], dict], str]:
     if case.precision == "int8":
-        from mtcp.export import OnnxModel
+        from mtcp.inference.onnx_runtime import OnnxModel
 
         runner = OnnxModel(work / f"{case.slug}.int8.onnx", threads=torch.get_num_threads())
         return runner, "int8"
@@ -227,9 +227,9 @@ def precision_metrics(
     from torch.utils.data import DataLoader
 
     from mtcp.data.build import build_dataset
-    from mtcp.export import OnnxModel
     from mtcp.export.quantize import calibration_images, export_int8, training_source
     from mtcp.inference import Predictor, load_checkpoint_model
+    from mtcp.inference.onnx_runtime import OnnxModel
     from mtcp.metrics import build_metrics, to_floats
 
     _, tasks, meta = load_checkpoint_model(checkpoint)
