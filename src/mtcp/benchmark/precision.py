@@ -6,7 +6,7 @@ that case's weights and activations. Per case:
 
 - time per image: median wall time of ``repeats`` forwards of one image after ``warmup``;
 - peak memory: the process's peak resident set during those forwards (``VmHWM``, see
-  :class:`mtcp.benchmark.PeakMemory`; it includes Python and the libraries);
+  :class:`mtcp.benchmark.timing.PeakMemory`; it includes Python and the libraries);
 - agreement with fp32 on held-out synthetic scenes at the case's size (random weights, the
   same seed in every process): semseg argmax agreement, median relative depth difference,
   median angle between the normals (:func:`agreement`).
@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtcp.benchmark import NYUD_TASKS, PeakMemory, markdown_table, time_runs
+from mtcp.benchmark.model import NYUD_TASKS
+from mtcp.benchmark.table import markdown_table
+from mtcp.benchmark.timing import PeakMemory, time_runs
 from mtcp.errors import MtcpError
 from mtcp.inference import precision as prec
 from mtcp.tasks import get_task
