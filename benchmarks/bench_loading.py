@@ -1,9 +1,9 @@
 """Loading speed: samples/s of one worker with the NYUD train recipe at 480x640.
 
-Writes a NYUD_MT fixture with :func:`mtcp.data.layouts.write_layout` into a temporary folder,
-then times ``dataset[i]`` (read + decode + checks + flip/zoom/resize + tensors) in this one
-process, which is what each DataLoader worker does. Also reports the time of each stage and,
-with ``--workers N``, a DataLoader run with N workers.
+Writes a NYUD_MT fixture with :func:`mtcp.data.synthetic.writer.write_layout` into a
+temporary folder, then times ``dataset[i]`` (read + decode + checks + flip/zoom/resize +
+tensors) in this one process, which is what each DataLoader worker does. Also reports the
+time of each stage and, with ``--workers N``, a DataLoader run with N workers.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_loading.py [--n 12] [--passes 3] [--workers 2]
 """
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from mtcp.data.build import build_dataset
-from mtcp.data.layouts import write_layout
 from mtcp.data.sample import to_tensor
+from mtcp.data.synthetic.writer import write_layout
 from mtcp.data.transforms import build_recipe
 
 SIZE = (480, 640)

@@ -11,41 +11,23 @@ number of intra-op threads; the figure is the median wall time of ``--repeats`` 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import mtcp
+from mtcp.benchmark import cpu_model, time_runs
 from mtcp.cli.synth import parse_size
-from mtcp.export import OnnxModel, export_onnx, relative_error
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from mtcp.export import export_onnx, relative_error
+from mtcp.inference.onnx_runtime import OnnxModel
 
 
 def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return statistics.median(time_runs(fn, "cpu", warmup, repeats)["ms"])
 
 
 def main() -> None:
@@ -75,7 +57,7 @@ def main() -> None:
 
     print(
         f"{args.model} ({args.tasks}), batch 1, {size[0]}x{size[1]}, {args.threads} thread(s), "
-        f"median of {args.repeats}; torch {torch.__version__}, {cpu_name()}"
+        f"median of {args.repeats}; torch {torch.__version__}, {cpu_model()}"
     )
     print("| backend | latency (ms) | speed-up |")
     print("|---|---|---|")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtcp.data.layouts import write_layout
+from mtcp.data.synthetic.writer import write_layout
 from mtcp.engine.datamodule import MtcpDataModule
 
 

@@ -75,7 +75,7 @@ def test_evaluate_writes_metrics_coherence_and_delta_m(run_dir, tmp_path, capsys
 
 
 def test_evaluate_refuses_data_of_another_task_set(run_dir, tmp_path, capsys):
-    from mtcp.data.layouts import write_layout
+    from mtcp.data.synthetic.writer import write_layout
 
     pascal = write_layout(tmp_path / "pascal", "pascal-mt", n=4, size=(64, 64))
     assert (

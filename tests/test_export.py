@@ -16,13 +16,9 @@ from safetensors.torch import save_file
 import mtcp
 from mtcp.cli import main
 from mtcp.errors import MtcpError
-from mtcp.export import (
-    OnnxModel,
-    export_onnx,
-    load_safetensors,
-    safetensors_metadata,
-    save_safetensors,
-)
+from mtcp.export import export_onnx, save_safetensors
+from mtcp.inference.formats import load_safetensors, safetensors_metadata
+from mtcp.inference.onnx_runtime import OnnxModel
 
 TASKS = ["semseg", "depth", "normals", "edge"]
 SIZE = (64, 96)

@@ -7,9 +7,9 @@ import torch
 
 from mtcp.cli import main
 from mtcp.errors import MtcpError
-from mtcp.export import load_safetensors, safetensors_metadata
 from mtcp.export.release import convert_release
 from mtcp.geometry import nyud_intrinsics
+from mtcp.inference.formats import load_safetensors, safetensors_metadata
 from mtcp.models.release import convert_release_state
 from release_fixtures import random_release_nyud
 

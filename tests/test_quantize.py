@@ -14,7 +14,7 @@ from PIL import Image
 import mtcp
 from mtcp.cli import main
 from mtcp.errors import MtcpError
-from mtcp.export import METADATA_KEY, export_onnx
+from mtcp.export import export_onnx
 from mtcp.export.quantize import (
     activation_matmuls,
     calibration_images,
@@ -22,6 +22,7 @@ from mtcp.export.quantize import (
     output_convs,
     quantize_onnx,
 )
+from mtcp.inference.formats import METADATA_KEY
 from mtcp.io import save_checkpoint
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3}

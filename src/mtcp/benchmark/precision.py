@@ -6,7 +6,7 @@ that case's weights and activations. Per case:
 
 - time per image: median wall time of ``repeats`` forwards of one image after ``warmup``;
 - peak memory: the process's peak resident set during those forwards (``VmHWM``, see
-  :class:`mtcp.benchmark.PeakMemory`; it includes Python and the libraries);
+  :class:`mtcp.benchmark.timing.PeakMemory`; it includes Python and the libraries);
 - agreement with fp32 on held-out synthetic scenes at the case's size (random weights, the
   same seed in every process): semseg argmax agreement, median relative depth difference,
   median angle between the normals (:func:`agreement`).
@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtcp.benchmark import NYUD_TASKS, PeakMemory, markdown_table, time_runs
+from mtcp.benchmark.model import NYUD_TASKS
+from mtcp.benchmark.table import markdown_table
+from mtcp.benchmark.timing import PeakMemory, time_runs
 from mtcp.errors import MtcpError
 from mtcp.inference import precision as prec
 from mtcp.tasks import get_task
@@ -115,7 +117,7 @@ def write_int8(case: PrecisionCase, path: Path) -> Path:
 
 def _forward(case: PrecisionCase, work: Path) -> tuple[Callable[[Tensor], dict], str]:
     if case.precision == "int8":
-        from mtcp.export import OnnxModel
+        from mtcp.inference.onnx_runtime import OnnxModel
 
         runner = OnnxModel(work / f"{case.slug}.int8.onnx", threads=torch.get_num_threads())
         return runner, "int8"
@@ -227,9 +229,9 @@ def precision_metrics(
     from torch.utils.data import DataLoader
 
     from mtcp.data.build import build_dataset
-    from mtcp.export import OnnxModel
     from mtcp.export.quantize import calibration_images, export_int8, training_source
     from mtcp.inference import Predictor, load_checkpoint_model
+    from mtcp.inference.onnx_runtime import OnnxModel
     from mtcp.metrics import build_metrics, to_floats
 
     _, tasks, meta = load_checkpoint_model(checkpoint)

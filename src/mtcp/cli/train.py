@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
 
-    from mtcp.engine.callbacks import metrics_table, target_coherence
+    from mtcp.engine.callbacks import metrics_table
     from mtcp.engine.training import train
+    from mtcp.inference.evaluate import target_coherence
 
     _quiet_lightning()
     start = time.monotonic()

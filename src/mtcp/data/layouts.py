@@ -30,7 +30,6 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from mtcp.errors import MtcpError
 
@@ -156,31 +155,3 @@ def pascal_normals_valid_classes() -> dict[int, str]:
     text = resources.files("mtcp.data").joinpath("pascal_normals_valid_classes.json").read_text()
     names = json.loads(text)["names"]
     return {int(k): str(v) for k, v in names.items()}
-
-
-#: Names that moved to :mod:`mtcp.data.synthetic.writer` (importing it here would load the
-#: numba renderer into every real-data reader).
-_MOVED_TO_WRITER = (
-    "MAX_SCENES",
-    "MAX_SIDE",
-    "MIN_SIDE",
-    "SYNTHETIC_TO_PASCAL",
-    "SYNTHETIC_TO_PASCAL_CONTEXT",
-    "check_size",
-    "encode_normals_png",
-    "encode_nyud_semseg",
-    "encode_pascal_parts",
-    "encode_pascal_semseg",
-    "person_prob_for",
-    "split_counts",
-    "write_layout",
-)
-
-
-def __getattr__(name: str) -> Any:
-    # the old import path of the writer; lazy so that the readers never load the renderer
-    if name in _MOVED_TO_WRITER:
-        from mtcp.data.synthetic import writer
-
-        return getattr(writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,9 +25,6 @@ import torch
 
 from mtcp import viz
 from mtcp.engine.module import is_count
-
-# moved to mtcp.inference (one home, below the engine); re-exported for the engine's callers
-from mtcp.inference.evaluate import target_coherence, target_coherence_metrics  # noqa: F401
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.io import atomic_write_bytes, atomic_write_text
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, TASKS, get_task

@@ -1,11 +1,14 @@
 """Deployment writers: weights-only ``.safetensors`` and ONNX graphs.
 
-The readers (:func:`load_safetensors`, :func:`safetensors_metadata`) and the onnxruntime
-runner (:class:`OnnxModel`) live in :mod:`mtcp.inference.formats` and
-:mod:`mtcp.inference.onnx_runtime`; they are re-exported here.
+The readers (:func:`~mtcp.inference.formats.load_safetensors`,
+:func:`~mtcp.inference.formats.safetensors_metadata`), the onnxruntime runner
+(:class:`~mtcp.inference.onnx_runtime.OnnxModel`) and the facts both sides share (the names
+:data:`~mtcp.inference.formats.METADATA_KEY` and :data:`~mtcp.inference.formats.INPUT_NAME`)
+live in :mod:`mtcp.inference`, the lower layer.
 
 >>> import mtcp
->>> from mtcp.export import export_onnx, OnnxModel, save_safetensors, load_safetensors
+>>> from mtcp.export import export_onnx, save_safetensors
+>>> from mtcp.inference.onnx_runtime import OnnxModel
 >>> model = mtcp.create_model("mtcp_tiny", tasks=["semseg", "depth"])
 >>> save_safetensors(model, "tiny.safetensors", size=(240, 320))
 >>> export_onnx(model, "tiny.onnx", size=(240, 320))
@@ -42,29 +45,11 @@ import torch
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
-from mtcp.inference.formats import (
-    INPUT_NAME,
-    METADATA_KEY,
-    load_safetensors,
-    require_export,
-    safetensors_metadata,
-)
+from mtcp.inference.formats import INPUT_NAME, METADATA_KEY, require_export
 from mtcp.inference.onnx_runtime import OnnxModel
 from mtcp.io import atomic_path
 
-# the readers live in mtcp.inference (the lower layer); kept importable from here as well
-__all__ = [
-    "INPUT_NAME",
-    "METADATA_KEY",
-    "ONNX_OPSET",
-    "ONNX_TOLERANCE",
-    "OnnxModel",
-    "export_onnx",
-    "load_safetensors",
-    "relative_error",
-    "safetensors_metadata",
-    "save_safetensors",
-]
+__all__ = ["ONNX_OPSET", "ONNX_TOLERANCE", "export_onnx", "relative_error", "save_safetensors"]
 
 ONNX_OPSET = 17
 #: largest accepted ``max|onnx - torch| / max|torch|`` per task when an export is verified

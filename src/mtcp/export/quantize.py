@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtcp.errors import MtcpError
-from mtcp.export import INPUT_NAME, METADATA_KEY, ONNX_OPSET, export_onnx
-from mtcp.inference.formats import require_export
+from mtcp.export import ONNX_OPSET, export_onnx
+from mtcp.inference.formats import INPUT_NAME, METADATA_KEY, require_export
 from mtcp.io import atomic_path
 
 #: calibration images drawn when none are given

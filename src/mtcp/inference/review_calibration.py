@@ -88,7 +88,8 @@ def collect(
     """Parts, input features and (``errors=True``) per-image errors of every image.
 
     Args:
-        model: torch model or :class:`mtcp.export.OnnxModel` (normalised ``[B, 3, h, w]`` in).
+        model: torch model or :class:`~mtcp.inference.onnx_runtime.OnnxModel` (normalised
+            ``[B, 3, h, w]`` in).
         dataset: samples in :mod:`mtcp.tasks` conventions.
         tasks: ``{task: channels}`` of the model.
         size: network input ``(h, w)``.
