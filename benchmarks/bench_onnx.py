@@ -20,9 +20,9 @@ import torch
 
 import mtcp
 from mtcp.benchmark import cpu_model, time_runs
-from mtcp.cli.synth import parse_size
 from mtcp.export import export_onnx, relative_error
 from mtcp.inference.onnx_runtime import OnnxModel
+from mtcp.sizes import parse_size
 
 
 def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -42,7 +42,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     model = mtcp.create_model(args.model, tasks=args.tasks.split(",")).eval()
     image = torch.randn(1, 3, *size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from mtcp.cli.synth import parse_size
 from mtcp.data.synthetic import render_scene
+from mtcp.sizes import parse_size
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--person-prob", type=float, default=0.0, help="share of people")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     for i in range(5):  # warm-up
         render_scene(1, i, size, person_prob=args.person_prob)
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -8,6 +8,7 @@ number: ``0x64`` is the size 0 × 64 (refused), not the hexadecimal 100.
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -26,13 +27,17 @@ def is_size_text(text: str) -> bool:
     return _HXW.fullmatch(text) is not None
 
 
-def parse_size(value: Any, what: str = "size", minimum: int = 1) -> tuple[int, int]:
-    """``"HxW"``, ``[H, W]`` or ``(H, W)`` → ``(H, W)`` with both sides ``>= minimum``.
+def parse_size(
+    value: Any, what: str = "size", minimum: int = 1, maximum: int | None = None
+) -> tuple[int, int]:
+    """``"HxW"``, ``[H, W]`` or ``(H, W)`` → ``(H, W)`` with both sides in
+    ``[minimum, maximum]``.
 
     Args:
         value: the size as text or a pair of ints.
         what: how the size is called in messages (e.g. ``"data.size"``, ``"--size"``).
         minimum: the smallest accepted side in pixels (e.g. :data:`MIN_NETWORK_SIDE`).
+        maximum: the largest accepted side in pixels (None = no bound).
 
     Raises:
         MtcpError: naming ``what``, the expected form and the value given.
@@ -44,8 +49,12 @@ def parse_size(value: Any, what: str = "size", minimum: int = 1) -> tuple[int, i
             pair = (int(match.group(1)), int(match.group(2)))
     elif isinstance(value, (list, tuple)) and len(value) == 2:
         pair = value
-    if pair is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+    if pair is None or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair
+    ):
         raise MtcpError(f"{what} must look like HxW (e.g. 240x320) or [H, W], got {value!r}")
     if min(pair) < minimum:
         raise MtcpError(f"{what} must be at least {minimum}x{minimum} pixels, got {value!r}")
+    if maximum is not None and max(pair) > maximum:
+        raise MtcpError(f"{what} must be at most {maximum}x{maximum} pixels, got {value!r}")
     return int(pair[0]), int(pair[1])

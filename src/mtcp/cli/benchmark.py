@@ -91,13 +91,13 @@ def run(args: argparse.Namespace) -> int:
         num_threads,
         run_benchmark,
     )
-    from mtcp.cli.synth import parse_size
+    from mtcp.sizes import parse_size
 
     if len(args.precision) > 1 or args.precision == ["int8"]:
-        return run_precisions(args, parse_size(args.size))
+        return run_precisions(args, parse_size(args.size, "--size"))
     config = BenchmarkConfig(
         model=args.model,
-        size=parse_size(args.size),
+        size=parse_size(args.size, "--size"),
         batch=args.batch,
         tasks=args.tasks or dict(NYUD_TASKS),
         device=args.device,

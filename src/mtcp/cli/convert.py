@@ -26,10 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtcp.cli.synth import parse_size
     from mtcp.export.release import convert_release
+    from mtcp.sizes import parse_size
 
-    size = None if args.size is None else parse_size(args.size)
+    size = None if args.size is None else parse_size(args.size, "--size")
     report = convert_release(args.checkpoint, args.out, size=size)
     print(report.summary())
     return 0

@@ -62,9 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtcp.cli.synth import parse_size
     from mtcp.export import ONNX_OPSET, export_onnx, save_safetensors
     from mtcp.inference import load
+    from mtcp.sizes import parse_size
 
     if args.format not in FORMATS:  # argparse checks it; kept for programmatic callers
         raise MtcpError(f"unknown format {args.format!r}; accepted: {', '.join(FORMATS)}")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise MtcpError("--quantize int8 needs a fixed input size: drop --dynamic")
     if not args.quantize and (args.calibration or args.calibration_images):
         raise MtcpError("--calibration and --calibration-images apply to --quantize only")
-    size = parse_size(args.size) if args.size is not None else None
+    size = parse_size(args.size, "--size") if args.size is not None else None
     predictor = load(args.checkpoint, trust=args.trust)
     size = size or predictor.size
     intrinsics = predictor.camera(size)

@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from mtcp.errors import MtcpError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"HxW"`` (e.g. ``"240x320"``) → ``(H, W)``; raises :class:`MtcpError` otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if match is None:
-        raise MtcpError(f"--size must look like HxW (e.g. 240x320), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
+from mtcp.sizes import parse_size
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from mtcp.data.layouts import get_layout
     from mtcp.data.synthetic.writer import split_counts, write_layout
 
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     out = write_layout(
         args.out,
         args.layout,

@@ -25,6 +25,7 @@ from mtcp.data.synthetic.raycast import (
 from mtcp.data.synthetic.shading import shade_and_label
 from mtcp.errors import MtcpError
 from mtcp.geometry import nyud_intrinsics
+from mtcp.sizes import parse_size
 
 _F32 = np.float32
 
@@ -192,10 +193,5 @@ def render_scene(
 
 
 def check_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise MtcpError(f"synthetic scenes: size must be (H, W) integers, got {size!r}") from None
-    if h < 1 or w < 1:
-        raise MtcpError(f"synthetic scenes: size must be positive, got {h}x{w}")
-    return h, w
+    """``(H, W)`` of a scene to render (:func:`mtcp.sizes.parse_size`)."""
+    return parse_size(tuple(size), "synthetic scenes: size")

@@ -34,6 +34,7 @@ from mtcp.data.synthetic.palette import SYNTHETIC_CLASSES
 from mtcp.data.synthetic.scene import RenderedScene, render_scene_full
 from mtcp.errors import MtcpError
 from mtcp.io import remove_stale_temporaries
+from mtcp.sizes import parse_size
 from mtcp.tasks import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -178,16 +179,8 @@ def _write_sample(root: Path, layout: Layout, scene: RenderedScene) -> None:
 
 # ------------------------------------------------------------------------------------ writer
 def check_size(size: tuple[int, int] | list[int]) -> tuple[int, int]:
-    """Validate an image size ``(H, W)`` for writing datasets; returns it as ints."""
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise MtcpError(f"size must be two integers H, W; got {size!r}") from None
-    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
-        raise MtcpError(
-            f"size {h}x{w} is out of range: each side must be in [{MIN_SIDE}, {MAX_SIDE}] pixels"
-        )
-    return h, w
+    """Validate an image size ``(H, W)`` for writing datasets (:func:`mtcp.sizes.parse_size`)."""
+    return parse_size(tuple(size), "size", MIN_SIDE, MAX_SIDE)
 
 
 def split_counts(n: int, val_fraction: float) -> tuple[int, int]:
