@@ -142,9 +142,13 @@ def target_maps(batch: Mapping[str, Any], tasks: Mapping[str, int], i: int) -> d
 
 @torch.no_grad()
 def prediction_picture(
-    model: torch.nn.Module, batch: Mapping[str, Any], tasks: Mapping[str, int]
+    model: torch.nn.Module,
+    batch: Mapping[str, Any],
+    tasks: Mapping[str, int],
+    class_names: Mapping[str, list[str]] | None = None,
 ) -> np.ndarray:
-    """One panel row per image: the image and every task's prediction, then its targets."""
+    """One panel row per image: the image and every task's prediction, then its targets; each
+    map with its scale underneath (one depth range for a prediction and its target)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -158,12 +162,21 @@ def prediction_picture(
             valid = target["depth"][target["depth"] > 0]
             depth_range = {"vmin": float(valid.min()), "vmax": float(valid.max())}
         image = denormalize(batch["image"][i])
-        pics = {"image": image}
-        pics |= {t: _colour(t, pred[t], tasks[t], depth_range) for t in tasks}
-        rows.append(viz.panel(pics))
         blank = np.full_like(image, 255)
-        pics = {"target": blank} | {t: _colour(t, target[t], tasks[t], depth_range) for t in tasks}
-        rows.append(viz.panel(pics))
+        for first, maps in (({"image": image}, pred), ({"target": blank}, target)):
+            pics = first | {t: _colour(t, maps[t], tasks[t], depth_range) for t in tasks}
+            legends = {
+                t: viz.legend(
+                    t,
+                    maps[t],
+                    image.shape[1],
+                    tasks[t],
+                    (class_names or {}).get(t),
+                    **(depth_range if t == "depth" else {}),
+                )
+                for t in tasks
+            }
+            rows.append(viz.panel(pics, legends=legends))
     return viz.stack(rows)
 
 
@@ -183,7 +196,9 @@ class PredictionPicture(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        picture = prediction_picture(pl_module.model, self.batch, pl_module.tasks)
+        picture = prediction_picture(
+            pl_module.model, self.batch, pl_module.tasks, getattr(pl_module, "class_names", None)
+        )
         viz.save_png(self.path, picture)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
