@@ -87,6 +87,11 @@ def add_parser(subparsers: Any) -> None:
         default=MIN_BOUNDARY_F,
         help=f"review flag: boundary F below this (default {MIN_BOUNDARY_F})",
     )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="adjust depth and normals jointly so that they agree (seconds per image)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--trust", action="store_true", help="allow pickled checkpoints")
     parser.set_defaults(run=run)
@@ -243,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(item, MtcpError):
                 raise item
             rgb = to_rgb_array(item)
-            maps = predictor.predict(rgb)
+            maps = predictor.predict(rgb, refine=args.refine)
         except MtcpError as err:
             failed += 1
             print(f"mtcp predict: skipped {err}", file=sys.stderr)

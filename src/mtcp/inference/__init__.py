@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from mtcp.errors import MtcpError
+from mtcp.inference.refine import refine_depth_normals
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, resolve_tasks
 
 if TYPE_CHECKING:
@@ -151,20 +152,45 @@ class Predictor:
         return results
 
     def predict(
-        self, images: ImageLike | Iterable[ImageLike], batch_size: int = 4
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        batch_size: int = 4,
+        refine: bool = False,
     ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]]:
-        """Per-task maps in physical units for one image, or a list of dicts for a list."""
+        """Per-task maps in physical units for one image, or a list of dicts for a list.
+
+        ``refine=True`` adjusts depth and normals so that they agree
+        (:mod:`mtcp.inference.refine`; needs both tasks and the training camera).
+        """
         from mtcp.engine.callbacks import to_numpy_maps
 
         single = isinstance(images, (str, Path, np.ndarray, Image.Image))
         items = [images] if single else list(images)
         arrays = [to_rgb_array(x) for x in items]
+        if refine:
+            self._check_refine()
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(arrays), batch_size):
-            for raw in self.predict_raw(arrays[start : start + batch_size]):
+            chunk = arrays[start : start + batch_size]
+            for rgb, raw in zip(chunk, self.predict_raw(chunk)):
+                if refine:  # issue 15 hook: joint depth-normal refinement
+                    camera = torch.from_numpy(self.camera(rgb.shape[:2]))
+                    raw["depth"], raw["normals"] = refine_depth_normals(
+                        raw["depth"], raw["normals"], camera
+                    )
                 batched = {t: v[None] for t, v in raw.items()}
                 results.append(to_numpy_maps(batched, self.tasks)[0])
         return results[0] if single else results
+
+    def _check_refine(self) -> None:
+        missing = [t for t in ("depth", "normals") if t not in self.tasks]
+        if missing:
+            raise MtcpError(
+                f"refine: the model predicts {', '.join(self.tasks)}; refining needs depth and "
+                f"normals (missing {', '.join(missing)})"
+            )
+        if self.intrinsics is None:
+            raise MtcpError("refine: the model file stores no camera (intrinsics) to refine with")
 
     def camera(self, size: Sequence[int]) -> np.ndarray | None:
         """The training camera scaled to an image of ``size = (H, W)`` (None when unknown)."""
