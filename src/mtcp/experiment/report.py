@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtcp.errors import MtcpError
 from mtcp.experiment import aggregate as agg
-from mtcp.experiment import plots
+from mtcp.experiment import plots, stats
 from mtcp.experiment.runner import TEST_SET_FILE
 from mtcp.experiment.study import Study
 from mtcp.io import atomic_write_bytes, atomic_write_text, read_json
@@ -119,27 +120,39 @@ def _setup(study: Study, results: Mapping[str, Mapping[int, Any]], test: Mapping
     return lines
 
 
+def _num(value: float | None, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:{'+' if sign else ''}.{decimals(value)}f}"
+
+
 def _verdict_line(v: agg.Verdict) -> str:
     c = v.claim
     unit = label_of(c.metric)
-    if v.outcome == agg.NOT_RUN:
+    if v.comparison is None:
         return f"- **{c.text}** — {agg.NOT_RUN} (`{c.better}` or `{c.than}` has no result)."
-    a, b = fmt(c.metric, v.better), fmt(c.metric, v.than)
+    r = v.comparison
+    relative = "" if r.relative is None else f" ({r.relative:+.1f} % of `{c.than}`)"
     return (
-        f"- **{c.text}** — **{v.outcome}**: {unit} `{c.better}` {a} vs `{c.than}` {b}; "
-        f"difference in the claim's favour D = {v.difference:+.{decimals(v.difference)}f}, "
-        f"combined spread N = {fmt_value(v.noise)}, favourable in {v.favourable} of "
-        f"{v.seeds} seed(s)."
+        f"- **{c.text}** — **{v.outcome}**: {unit} `{c.better}` {_num(r.better_mean)} vs "
+        f"`{c.than}` {_num(r.than_mean)}; effect in the claim's favour "
+        f"{_num(r.effect, True)}{relative}, 95 % interval [{_num(r.low, True)}, "
+        f"{_num(r.high, True)}]; {r.seeds} seed(s) × {r.images} images."
     )
 
 
 def _claims(verdicts: Sequence[agg.Verdict]) -> list[str]:
     lines = [
-        "Each claim is judged by a fixed rule on the seeds both configurations ran: with d_s the "
-        "per-seed difference signed in the claim's favour, D its mean and N = √(std₁² + std₂²) "
-        "the combined seed spread, a claim **holds** when D > N and d_s > 0 in every seed, "
-        "**does not hold** when −D > N and d_s < 0 in every seed, and is **inconclusive** "
-        f"otherwise, and always with fewer than {agg.MIN_SEEDS} seeds.",
+        "Each claim is judged by a paired hierarchical bootstrap over seeds and test images "
+        f"({stats.N_BOOT} resamples: draw the seeds with replacement, then the test images "
+        "with replacement within each drawn seed; every configuration is scored on the same "
+        "draws). The effect is the mean over seeds of the per-seed difference of the image "
+        "means, signed so that positive favours the claim (for Δm: the difference of the Δm "
+        "against the reference of the same seed; for the worst-task Δm: of the lowest task "
+        "term). A claim **holds** when the 95 % interval of the effect lies above 0, **does "
+        "not hold** when it lies below 0 and is **inconclusive** otherwise, and always with "
+        f"fewer than {agg.MIN_SEEDS} seeds. Values here are image means (each test image "
+        "weighs the same), so they differ slightly from the pooled metrics of the tables.",
         "",
         *(_verdict_line(v) for v in verdicts),
         "",
@@ -153,6 +166,32 @@ def _claims(verdicts: Sequence[agg.Verdict]) -> list[str]:
         + (f" and {counts[agg.NOT_RUN]} were not run." if counts[agg.NOT_RUN] else ".")
     )
     return lines
+
+
+def _convergence(study: Study, results: Mapping[str, Mapping[int, Any]]) -> list[str]:
+    """Whether every run's validation curve flattened (:func:`agg.flattening`)."""
+    rows, flat, runs = [], 0, 0
+    for name, conf in study.configurations.items():
+        if conf.refine_of is not None or name not in results:
+            continue
+        changes = {s: agg.flattening(r) for s, r in sorted(results[name].items())}
+        known = [c for c in changes.values() if c is not None]
+        runs += len(known)
+        flat += sum(c < agg.FLAT_TOLERANCE for c in known)
+        cells = [f"{100 * c:.2f}" if c is not None else "–" for c in changes.values()]
+        worst = max(known) if known else None
+        verdict = "–" if worst is None else "yes" if worst < agg.FLAT_TOLERANCE else "**no**"
+        rows.append([f"`{name}`", ", ".join(cells), verdict])
+    tol = 100 * agg.FLAT_TOLERANCE
+    return [
+        "Relative change of `val/gm_error` over the last fifth of each model's training "
+        f"epochs (|g_E − g_(E−k)| / g_(E−k), k = E/5), in % per seed; flattened when below "
+        f"{tol:g} % in every seed (the curves plots show `val/gm_error`, last fifth shaded). "
+        f"{flat} of {runs} runs flattened.",
+        "",
+        *_table(["configuration", "change over the last fifth (%)", "flattened"], rows),
+        "",
+    ]
 
 
 def _config_section(
@@ -243,10 +282,11 @@ def render(
     """Write the plots into ``out_dir/plots`` and return the Markdown of the report."""
     out_dir, report_path = Path(out_dir), Path(report_path)
     results = agg.collect(study, out_dir)
+    source_version([r for seeds in results.values() for r in seeds.values()])  # one version
     table = agg.per_seed(study, results)
     tasks = study.tasks
     test = read_json(out_dir / TEST_SET_FILE) or {}
-    verdicts = [agg.judge(c, table) for c in study.claims]
+    verdicts = [agg.judge(c, study, results) for c in study.claims]
     figures = write_plots(study, results, out_dir / PLOTS_DIR)
     lines = [
         f"# Experiments: {study.name}" + (" (quick subset)" if study.is_quick else ""),
@@ -287,6 +327,7 @@ def render(
     if missing:
         lines += [f"Not run (yet): {', '.join(missing)}.", ""]
     lines += ["## Which claims hold at this scale", "", *_claims(verdicts), ""]
+    lines += ["## Did training converge?", "", *_convergence(study, results)]
     if figures:
         lines += ["## Plots", ""]
         for title, path in figures:
@@ -300,10 +341,11 @@ def render(
 
 
 def _runtime(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> list[str]:
-    runs = [r for seeds in results.values() for r in seeds.values()]
+    every = [r for seeds in results.values() for r in seeds.values()]
+    runs = [r for r in every if r.get("refine_of") is None]  # refined: same training
     if not runs:
         return []
-    total = sum(r["wall_seconds"] for r in runs)
+    total = sum(r["wall_seconds"] for r in runs) + sum(r.get("eval_seconds", 0) for r in every)
     env = runs[0].get("environment", {})
     lines = [
         "## Runtime",
@@ -314,15 +356,30 @@ def _runtime(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> list[str
         f"GPU: {env.get('cuda') or 'none'}).",
         "",
     ]
-    sources = sorted({str(r.get("environment", {}).get("mtcp_source")) for r in runs})
-    if len(sources) > 1:
+    refined = sorted({r["configuration"] for r in every if r.get("refine_of")})
+    for name in refined:
+        done = [r for r in every if r["configuration"] == name]
+        images = sum(len(next(iter(r["per_image"].values()), [])) for r in done)
+        seconds = sum(r.get("eval_seconds", 0.0) for r in done)
         lines += [
-            f"The runs used {len(sources)} versions of the mtcp sources "
-            f"({', '.join(sources)}): re-run the study on one version before relying on small "
-            "differences.",
+            f"`{name}`: evaluating with the refinement took {seconds:.1f} s for {images} test "
+            f"images ({seconds / max(images, 1):.3f} s per image, network and metrics included).",
             "",
         ]
+    lines += [f"All results come from mtcp source version `{source_version(every)}`.", ""]
     return lines
+
+
+def source_version(results: Sequence[Mapping[str, Any]]) -> str:
+    """The one mtcp source version of ``results``; :class:`MtcpError` when they mix versions."""
+    sources = sorted({str(r.get("environment", {}).get("mtcp_source")) for r in results})
+    if len(sources) > 1:
+        raise MtcpError(
+            f"the result files come from {len(sources)} mtcp source versions "
+            f"({', '.join(sources)}): a report judges results of one version only; re-run "
+            "the study on one version"
+        )
+    return sources[0]
 
 
 def write_report(study: Study, out_dir: str | Path, report_path: str | Path, command: str) -> Path:

@@ -33,6 +33,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from mtcp.errors import MtcpError
+from mtcp.experiment.per_image import PerImageValues
 from mtcp.experiment.study import Study
 from mtcp.io import read_json, write_json
 
@@ -99,15 +101,21 @@ def evaluate(
     models: Sequence[torch.nn.Module],
     batches: Sequence[Mapping[str, Any]],
     tasks: Mapping[str, int],
-) -> dict[str, dict[str, float]]:
+    refine: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
     """Test metrics of the joint predictions of ``models`` (each predicts its ``.tasks``).
 
     Returns ``{task: {metric: value}, "coherence": {...}}`` (MTI-Net protocol, counters
-    included) — for several single-task models, coherence compares their combined maps.
+    included) — for several single-task models, coherence compares their combined maps — and
+    the per-image values of :mod:`.per_image`. ``refine``: keyword arguments of
+    :func:`mtcp.inference.refine.refine_depth_normals`, applied to every batch's depth and
+    normals (with its camera) before scoring; None = the network's maps.
     """
+    from mtcp.inference.refine import refine_depth_normals
     from mtcp.metrics import build_metrics
 
     metrics = build_metrics(dict(tasks), "mtinet", dataset="nyud")
+    per_image = PerImageValues(tasks)
     for model in models:
         model.eval()
     for batch in batches:
@@ -116,8 +124,13 @@ def evaluate(
             device = next(model.parameters()).device
             out = model(batch["image"].to(device))
             outputs.update({t: out[t].float().cpu() for t in model.tasks})
+        if refine is not None:  # issue 15: the refinement as a study configuration
+            outputs["depth"], outputs["normals"] = refine_depth_normals(
+                outputs["depth"], outputs["normals"], batch["intrinsics"], **refine
+            )
         metrics.update(outputs, batch)
-    return metrics.compute()
+        per_image.update(outputs, batch, metrics)
+    return metrics.compute(), per_image.values(metrics)
 
 
 def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -166,7 +179,18 @@ def read_curves(csv_path: str | Path, max_epochs: int) -> list[dict[str, Any]]:
 
 
 #: the parts of mtcp whose code determines a run's numbers
-RESULT_SOURCES = ("models", "losses", "metrics", "data", "engine", "tasks.py")
+RESULT_SOURCES = (
+    "models",
+    "losses",
+    "metrics",
+    "data",
+    "engine",
+    "tasks.py",
+    "geometry.py",
+    "inference/refine.py",
+    "experiment/runner.py",
+    "experiment/per_image.py",
+)
 
 
 def source_hash() -> str:
@@ -199,11 +223,14 @@ def run_one(
     batches: Sequence[Mapping[str, Any]],
     tasks: Mapping[str, int],
     work_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Any]]:
     """Train configuration ``name`` with ``seed`` (one model, or one per task) and evaluate it.
 
     Checkpoints and logs are written to a temporary folder inside ``work_dir`` (default: the
-    system's), deleted at the end. Returns the JSON-ready result.
+    system's), deleted at the end. Returns the JSON-ready results ``{configuration: result}``:
+    the run's own, and one per configuration refining its maps (``refine_of: name``; same
+    model, same training figures, test maps refined, ``eval_seconds`` of the refined
+    evaluation).
     """
     from mtcp.engine.trainer import train
 
@@ -230,23 +257,61 @@ def run_one(
             weighting = cfg.loss.weighting
             if len(run_tasks) > 1:
                 history = recorder.history
-        metrics = evaluate(models, batches, tasks)
-    return {
+        metrics, per_image = evaluate(models, batches, tasks)
+        wall = time.perf_counter() - start
+        refined = {}
+        for child in study.refined_from(name):
+            tic = time.perf_counter()
+            refine = dict(study.configurations[child].refine or {})
+            refined[child] = (*evaluate(models, batches, tasks, refine), time.perf_counter() - tic)
+    own = {
         "configuration": name,
         "label": study.configurations[name].label,
         "seed": seed,
         "fingerprint": study.fingerprint(name, seed),
         "metrics": metrics,
+        "per_image": per_image,
         "params": sum(p.numel() for m in models for p in m.parameters()),
         "train_seconds": train_seconds,
         "steps": steps,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall,
         "weighting": weighting,
         "weights_history": history,
         "curves": curves,
         "engine_configs": [cfg.to_dict() for _, cfg in runs],
         "environment": env,
     }
+    results = {name: own}
+    for child, (child_metrics, child_per_image, seconds) in refined.items():
+        results[child] = own | {
+            "configuration": child,
+            "label": study.configurations[child].label,
+            "fingerprint": study.fingerprint(child, seed),
+            "refine_of": name,
+            "refine": dict(study.configurations[child].refine or {}),
+            "metrics": child_metrics,
+            "per_image": child_per_image,
+            "eval_seconds": seconds,
+        }
+    return results
+
+
+def check_sources(out_dir: str | Path, current: str) -> None:
+    """Refuse to add results of source version ``current`` next to results of another one."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((Path(out_dir) / RESULTS_DIR).glob("*/seed_*.json")):
+        stored = read_json(path) or {}
+        version = str((stored.get("environment") or {}).get("mtcp_source"))
+        found.setdefault(version, []).append(str(path))
+    others = {v: p for v, p in found.items() if v != current}
+    if others:
+        version, paths = next(iter(others.items()))
+        raise MtcpError(
+            f"{paths[0]} (and {len(paths) - 1} other result file(s)) come from mtcp source "
+            f"version {version}, but this is version {current}: results of one study must come "
+            "from one source version. Delete those results (or use another --out) to re-run "
+            "the study with the current sources."
+        )
 
 
 def run_study(
@@ -257,9 +322,13 @@ def run_study(
 ) -> list[Path]:
     """Run every (seed, configuration) of ``study`` not finished yet; returns the result files.
 
-    ``progress`` receives one line per run (started, skipped, finished with its time).
+    ``progress`` receives one line per run (started, skipped, finished with its time). Raises
+    :class:`MtcpError` when ``out_dir`` holds results of another source version
+    (:func:`check_sources`). Configurations with ``refine_of`` are not trained: their results
+    come with their parent's run.
     """
     out_dir = Path(out_dir)
+    check_sources(out_dir, source_hash())
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -268,27 +337,33 @@ def run_study(
     stored = read_json(out_dir / TEST_SET_FILE)
     if stored is None or stored.get("test") != test_info:
         write_json(out_dir / TEST_SET_FILE, {"test": test_info, **target_coherence(batches)})
-    paths = []
-    total = len(study.seeds) * len(study.configurations)
+    trained = [n for n, c in study.configurations.items() if c.refine_of is None]
+    paths = [result_path(out_dir, n, s) for s in study.seeds for n in study.configurations]
+    total = len(study.seeds) * len(trained)
     done = 0
     with _quiet_logs():
         for seed in study.seeds:
-            for name in study.configurations:
+            for name in trained:
                 done += 1
-                path = result_path(out_dir, name, seed)
-                paths.append(path)
-                old = read_json(path)
-                if old is not None and old.get("fingerprint") == study.fingerprint(name, seed):
+                names = [name, *study.refined_from(name)]
+                if all(_finished(study, out_dir, n, seed) for n in names):
                     progress(f"[{done}/{total}] {name} seed {seed}: done before, skipped")
                     continue
                 progress(f"[{done}/{total}] {name} seed {seed}: training")
-                result = run_one(study, name, seed, batches, tasks, work_dir)
-                write_json(path, result)
+                results = run_one(study, name, seed, batches, tasks, work_dir)
+                for n, result in results.items():
+                    write_json(result_path(out_dir, n, seed), result)
+                result = results[name]
                 progress(
                     f"[{done}/{total}] {name} seed {seed}: finished in "
                     f"{result['wall_seconds']:.0f} s ({result['steps']} steps)"
                 )
     return paths
+
+
+def _finished(study: Study, out_dir: Path, name: str, seed: int) -> bool:
+    old = read_json(result_path(out_dir, name, seed))
+    return old is not None and old.get("fingerprint") == study.fingerprint(name, seed)
 
 
 @contextlib.contextmanager
