@@ -1,0 +1,120 @@
+"""Per-image task errors: how wrong the model is on each image, on each task's main metric.
+
+The per-image analogue of ``val/gm_error`` (:mod:`mtcp.engine.module`): for image ``i`` and
+task ``t`` the *error* ``e_t(i)`` (higher = worse) is
+
+* ``semseg`` / ``human_parts``: ``1 − mIoU`` over the classes present in that image's label
+  *or* prediction (``TP + FP + FN > 0`` on its counted pixels), a fraction in ``[0, 1]``;
+* ``depth``: RMSE over the image's valid pixels, metres;
+* ``normals``: mean angular error over the image's valid pixels, degrees;
+* ``edge``: ``1 − F`` at the best threshold for that image (its BSDS ``oisF``), in ``[0, 1]``;
+* ``sal``: ``1 − maxF`` of that image, in ``[0, 1]``.
+
+Each error is computed by the task's own metric class of :func:`mtcp.metrics.build_metrics`
+(same protocol, valid-pixel rules, depth cap and boundary tolerance) reset and fed one image at
+a time, so a per-image value never disagrees with what the pooled metric counts. An image
+without a label for a task (``labelled[task]`` False, or no counted pixel, e.g. a PASCAL image
+without a person for ``human_parts``) gets NaN for that task.
+
+``per_image_gm_error`` is the geometric mean over tasks of ``max(e_t, 1e-6)``, over the tasks
+whose error is defined for that image (NaN when none is); because it is a geometric mean, the
+ranking of images does not depend on the tasks' units.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from mtcp.metrics.collection import build_metrics
+from mtcp.metrics.segmentation import SegmentationMetrics
+from mtcp.tasks import get_task, resolve_tasks
+
+#: floor of an error before its logarithm (the same as ``gm_error``'s)
+ERROR_FLOOR = 1e-6
+
+
+def _present_miou(metric: SegmentationMetrics) -> float:
+    tp, fp, fn = metric._parts()
+    present = (tp + fp + fn) > 0
+    if not present.any():
+        return math.nan
+    return float((tp / (tp + fp + fn).clamp_min(1e-8))[present].mean())
+
+
+def _slice(value: Any, i: int, n: int) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value[i : i + 1]
+    if isinstance(value, Mapping):
+        return {k: _slice(v, i, n) for k, v in value.items()}
+    if isinstance(value, list | tuple) and len(value) == n:
+        return value[i : i + 1]
+    return value
+
+
+def _error(task: str, metric: Any, results: Mapping[str, float]) -> float:
+    if isinstance(metric, SegmentationMetrics):
+        return 1.0 - _present_miou(metric)
+    value = results.get("oisF" if task == "edge" else get_task(task).main_metric, math.nan)
+    return 1.0 - value if get_task(task).higher_is_better else value
+
+
+@torch.no_grad()
+def per_image_errors(
+    outputs: Mapping[str, torch.Tensor],
+    batch: Mapping[str, Any],
+    tasks: Iterable[str] | Mapping[str, int],
+    protocol: str = "mtinet",
+    dataset: str = "nyud",
+) -> dict[str, torch.Tensor]:
+    """Per-image error on each task's main metric (module docstring), higher = worse.
+
+    Args:
+        outputs: model outputs in model units (logits ``[B, C, H, W]``, metres ``[B, 1, H, W]``,
+            vectors ``[B, 3, H, W]``, logits ``[B, 1, H, W]``) at the targets' size.
+        batch: the tensor batch with the targets (:mod:`mtcp.tasks` conventions).
+        tasks: task names or ``{task: channels}``; channels default to the logits' count.
+        protocol: metric protocol (``"mtinet"`` or ``"atrc"``).
+        dataset: ``"nyud"`` or ``"pascal"`` (boundary tolerance).
+
+    Returns:
+        ``{task: float64 [B]}``, NaN where the image has no label for the task.
+    """
+    if isinstance(tasks, Mapping):
+        channels = resolve_tasks(tasks)
+    else:
+        names = list(tasks)
+        channels = resolve_tasks(
+            {t: outputs[t].shape[1] if get_task(t).kind == "classes" else None for t in names}
+        )
+    metrics = build_metrics(channels, protocol, dataset=dataset, coherence=False)
+    n = next(iter(outputs[t] for t in channels)).shape[0]
+    errors = {t: torch.full((n,), math.nan, dtype=torch.float64) for t in channels}
+    for i in range(n):
+        metrics.reset()
+        metrics.update(
+            {t: outputs[t][i : i + 1] for t in channels},
+            {k: _slice(v, i, n) for k, v in batch.items()},
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*called before the ``update``")
+            for task, metric in metrics.task_metrics.items():
+                errors[task][i] = _error(task, metric, metric.compute())
+    return errors
+
+
+def per_image_gm_error(errors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Geometric mean over tasks of the per-image errors ``{task: [B]}`` → float64 ``[B]``.
+
+    Tasks whose error is NaN for an image are left out of that image's mean; NaN when no task
+    is defined for it.
+    """
+    stacked = torch.stack([torch.as_tensor(e, dtype=torch.float64) for e in errors.values()])
+    defined = ~stacked.isnan()
+    logs = torch.where(defined, stacked.clamp_min(ERROR_FLOOR).log(), torch.zeros_like(stacked))
+    count = defined.sum(0)
+    return torch.where(count > 0, (logs.sum(0) / count.clamp_min(1)).exp(), math.nan)
