@@ -212,11 +212,19 @@ def _config_section(
         cells = [fmt(key, agg.Stats.of({s: per[s]})) if s in per else "–" for s in seeds]
         rows.append([label_of(key), fmt(key, agg.Stats.of(per)), *cells])
     header = ["metric", "mean ± std", *(f"seed {s}" for s in seeds)]
+    what = f"Overrides of the base configuration: {overrides}" + (
+        "; one model per task." if conf.per_task else "."
+    )
+    if conf.refine_of is not None:
+        options = ", ".join(f"`{k}={v}`" for k, v in (conf.refine or {}).items()) or "defaults"
+        what = (
+            f"The models of `{conf.refine_of}` (same runs, not trained again); their test depth "
+            f"and normals refined to agree (`mtcp.inference.refine`, {options})."
+        )
     return [
         f"### {conf.label} (`{name}`)",
         "",
-        f"Overrides of the base configuration: {overrides}"
-        + ("; one model per task." if conf.per_task else "."),
+        what,
         "",
         *_table(header, rows),
         "",
@@ -367,6 +375,12 @@ def _runtime(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> list[str
             "",
         ]
     lines += [f"All results come from mtcp source version `{source_version(every)}`.", ""]
+    if not any(r.get("environment", {}).get("cuda") for r in runs):
+        lines += [
+            "Scale: every run used the CPU. The NYUD scale (480×640 images, `mtcp_base`) on a "
+            "GPU is untested by this study.",
+            "",
+        ]
     return lines
 
 

@@ -129,7 +129,7 @@ def evaluate(
                 outputs["depth"], outputs["normals"], batch["intrinsics"], **refine
             )
         metrics.update(outputs, batch)
-        per_image.update(outputs, batch, metrics)
+        per_image.update(outputs, batch)
     return metrics.compute(), per_image.values(metrics)
 
 
