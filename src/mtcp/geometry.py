@@ -122,6 +122,20 @@ def depth_normals(
         ``normals`` ``[B, 3, H, W]`` (unit, towards the camera, zero where not smooth) and
         ``smooth`` bool ``[B, 1, H, W]`` (no gradient: a mask).
     """
+    n, z, valid = tangent_normals(depth, intrinsics)
+    with torch.no_grad():
+        ok = _smooth_mask(z, valid, smooth_tol)
+    return n * ok[:, None], ok[:, None]
+
+
+def tangent_normals(
+    depth: torch.Tensor, intrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unmasked, differentiable normals of the central 3-D tangents of ``depth [B, 1, H, W]``.
+
+    Returns ``(normals [B, 3, H, W], z [B, H, W] with invalid depths set to 0, valid [B, H, W])``;
+    normals are unit vectors towards the camera, zero on the image border.
+    """
     b, _, h, w = depth.shape
     k = intrinsics.to(device=depth.device, dtype=depth.dtype).reshape(b, 4)
     fx, fy, cx, cy = (k[:, i].view(b, 1, 1) for i in range(4))
@@ -135,10 +149,7 @@ def depth_normals(
     t_v = torch.nn.functional.pad(p[..., 2:, :] - p[..., :-2, :], (0, 0, 1, 1))
     n = torch.cross(t_v, t_u, dim=1)
     n = n * -torch.sign((n * p).sum(1, keepdim=True)).detach()  # towards the camera
-    n = torch.nn.functional.normalize(n, dim=1)
-    with torch.no_grad():
-        ok = _smooth_mask(z, valid, smooth_tol)
-    return n * ok[:, None], ok[:, None]
+    return torch.nn.functional.normalize(n, dim=1), z, valid
 
 
 def _smooth_mask(z: torch.Tensor, valid: torch.Tensor, smooth_tol: float) -> torch.Tensor:

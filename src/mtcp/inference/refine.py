@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mtcp.errors import MtcpError
-from mtcp.geometry import depth_normals
+from mtcp.geometry import depth_normals, tangent_normals
 
 MAX_DEPTH_CHANGE = 0.05
 ITERATIONS = 40
@@ -92,7 +92,7 @@ def refine_depth_normals(
         optimizer.zero_grad(set_to_none=True)
         d = safe_d0 * torch.exp(r * torch.tanh(theta))
         n = F.normalize(n0 + delta, dim=1)
-        n_d = depth_normals(d, k, smooth_tol)[0]
+        n_d = tangent_normals(d, k)[0]  # S is fixed: no mask to recompute
         agree = torch.where(counted, 1.0 - (n * n_d).sum(1), torch.zeros_like(d[:, 0]))
         close_n = ((n - n0) ** 2).sum(1) * has_normal[:, 0]
         close_d = torch.tanh(theta[:, 0]) ** 2 * valid[:, 0]
