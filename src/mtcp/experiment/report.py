@@ -14,71 +14,20 @@ from typing import Any
 
 from mtcp.errors import MtcpError
 from mtcp.experiment import aggregate as agg
-from mtcp.experiment import plots, stats
+from mtcp.experiment import plots
 from mtcp.experiment.runner import TEST_SET_FILE
 from mtcp.experiment.study import Study
+from mtcp.experiment.tables import (
+    fmt,
+    fmt_value,
+    label_of,
+    markdown_table,
+    summary_keys,
+)
+from mtcp.experiment.verdicts import claim_lines, convergence_lines
 from mtcp.io import atomic_write_bytes, atomic_write_text, read_json
-from mtcp.tasks import get_task
 
 PLOTS_DIR = "plots"
-COHERENCE = {
-    "coherence/depth_normal_mean": "depth–normal coherence (°)",
-    "coherence/boundary_F": "boundary coherence F",
-}
-EXTRA_LABELS = {
-    "delta_m": "Δm (%)",
-    "params": "parameters (M)",
-    "train_seconds": "train time (s)",
-    "seconds_per_step": "s / step",
-}
-
-
-def label_of(key: str) -> str:
-    """Column / row label of a value key, with ↑ or ↓ for its better direction."""
-    text = COHERENCE.get(key) or EXTRA_LABELS.get(key) or key
-    if key.startswith("delta_m/"):
-        text = f"Δm term {key.split('/', 1)[1]} (%)"
-    return f"{text} {'↑' if agg.higher_is_better(key) else '↓'}"
-
-
-def decimals(value: float) -> int:
-    """Decimals shown for a value of this magnitude (3 below 10, 2 below 100, else 1)."""
-    size = abs(value)
-    return 3 if size < 10 else 2 if size < 100 else 1
-
-
-def fmt_value(value: float | None) -> str:
-    """One number with :func:`decimals` decimals (``–`` when missing or not finite)."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:.{decimals(value)}f}"
-
-
-def fmt(key: str, stats: agg.Stats) -> str:
-    """``mean ± std`` of ``stats`` (parameters in millions; ``–`` when no finite value)."""
-    if stats.n == 0:
-        return "–"
-    if key == "params":
-        return f"{stats.mean / 1e6:.3f}"
-    d = decimals(stats.mean)
-    if stats.std is None:
-        return f"{stats.mean:.{d}f}"
-    return f"{stats.mean:.{d}f} ± {stats.std:.{d}f}"
-
-
-def summary_keys(tasks: Sequence[str]) -> list[str]:
-    """Columns of the summary table: Δm, each task's main metric, coherence, cost."""
-    mains = [f"{t}/{get_task(t).main_metric}" for t in tasks]
-    return ["delta_m", *mains, *COHERENCE, "params", "train_seconds"]
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    return [_row(header), _row(align), *(_row(r) for r in rows)]
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -120,80 +69,6 @@ def _setup(study: Study, results: Mapping[str, Mapping[int, Any]], test: Mapping
     return lines
 
 
-def _num(value: float | None, sign: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:{'+' if sign else ''}.{decimals(value)}f}"
-
-
-def _verdict_line(v: agg.Verdict) -> str:
-    c = v.claim
-    unit = label_of(c.metric)
-    if v.comparison is None:
-        return f"- **{c.text}** — {agg.NOT_RUN} (`{c.better}` or `{c.than}` has no result)."
-    r = v.comparison
-    relative = "" if r.relative is None else f" ({r.relative:+.1f} % of `{c.than}`)"
-    return (
-        f"- **{c.text}** — **{v.outcome}**: {unit} `{c.better}` {_num(r.better_mean)} vs "
-        f"`{c.than}` {_num(r.than_mean)}; effect in the claim's favour "
-        f"{_num(r.effect, True)}{relative}, 95 % interval [{_num(r.low, True)}, "
-        f"{_num(r.high, True)}]; {r.seeds} seed(s) × {r.images} images."
-    )
-
-
-def _claims(verdicts: Sequence[agg.Verdict]) -> list[str]:
-    lines = [
-        "Each claim is judged by a paired hierarchical bootstrap over seeds and test images "
-        f"({stats.N_BOOT} resamples: draw the seeds with replacement, then the test images "
-        "with replacement within each drawn seed; every configuration is scored on the same "
-        "draws). The effect is the mean over seeds of the per-seed difference of the image "
-        "means, signed so that positive favours the claim (for Δm: the difference of the Δm "
-        "against the reference of the same seed; for the worst-task Δm: of the lowest task "
-        "term). A claim **holds** when the 95 % interval of the effect lies above 0, **does "
-        "not hold** when it lies below 0 and is **inconclusive** otherwise, and always with "
-        f"fewer than {agg.MIN_SEEDS} seeds. Values here are image means (each test image "
-        "weighs the same), so they differ slightly from the pooled metrics of the tables.",
-        "",
-        *(_verdict_line(v) for v in verdicts),
-        "",
-    ]
-    counts = {o: sum(v.outcome == o for v in verdicts) for o in (agg.HOLDS, agg.FAILS)}
-    counts[agg.INCONCLUSIVE] = sum(v.outcome == agg.INCONCLUSIVE for v in verdicts)
-    counts[agg.NOT_RUN] = sum(v.outcome == agg.NOT_RUN for v in verdicts)
-    lines.append(
-        f"At this scale, {counts[agg.HOLDS]} of {len(verdicts)} claims hold, "
-        f"{counts[agg.FAILS]} do not hold, {counts[agg.INCONCLUSIVE]} are inconclusive"
-        + (f" and {counts[agg.NOT_RUN]} were not run." if counts[agg.NOT_RUN] else ".")
-    )
-    return lines
-
-
-def _convergence(study: Study, results: Mapping[str, Mapping[int, Any]]) -> list[str]:
-    """Whether every run's validation curve flattened (:func:`agg.flattening`)."""
-    rows, flat, runs = [], 0, 0
-    for name, conf in study.configurations.items():
-        if conf.refine_of is not None or name not in results:
-            continue
-        changes = {s: agg.flattening(r) for s, r in sorted(results[name].items())}
-        known = [c for c in changes.values() if c is not None]
-        runs += len(known)
-        flat += sum(c < agg.FLAT_TOLERANCE for c in known)
-        cells = [f"{100 * c:.2f}" if c is not None else "–" for c in changes.values()]
-        worst = max(known) if known else None
-        verdict = "–" if worst is None else "yes" if worst < agg.FLAT_TOLERANCE else "**no**"
-        rows.append([f"`{name}`", ", ".join(cells), verdict])
-    tol = 100 * agg.FLAT_TOLERANCE
-    return [
-        "Relative change of `val/gm_error` over the last fifth of each model's training "
-        f"epochs (|g_E − g_(E−k)| / g_(E−k), k = E/5), in % per seed; flattened when below "
-        f"{tol:g} % in every seed (the curves plots show `val/gm_error`, last fifth shaded). "
-        f"{flat} of {runs} runs flattened.",
-        "",
-        *_table(["configuration", "change over the last fifth (%)", "flattened"], rows),
-        "",
-    ]
-
-
 def _config_section(
     study: Study, name: str, values: Mapping[str, Mapping[int, float]], tasks: Sequence[str]
 ) -> list[str]:
@@ -226,7 +101,7 @@ def _config_section(
         "",
         what,
         "",
-        *_table(header, rows),
+        *markdown_table(header, rows),
         "",
     ]
 
@@ -322,7 +197,7 @@ def render(
     lines += [
         "## Results (test set, mean ± std over seeds)",
         "",
-        *_table(["configuration", *(label_of(k) for k in keys), "seeds"], rows),
+        *markdown_table(["configuration", *(label_of(k) for k in keys), "seeds"], rows),
         "",
         *_best(study, table, keys),
     ]
@@ -334,8 +209,8 @@ def render(
     ]
     if missing:
         lines += [f"Not run (yet): {', '.join(missing)}.", ""]
-    lines += ["## Which claims hold at this scale", "", *_claims(verdicts), ""]
-    lines += ["## Did training converge?", "", *_convergence(study, results)]
+    lines += ["## Which claims hold at this scale", "", *claim_lines(verdicts), ""]
+    lines += ["## Did training converge?", "", *convergence_lines(study, results)]
     if figures:
         lines += ["## Plots", ""]
         for title, path in figures:

@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import hashlib
 import logging
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,8 +30,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from mtcp.errors import MtcpError
 from mtcp.experiment.per_image import PerImageValues
+from mtcp.experiment.provenance import check_sources, environment, source_hash
 from mtcp.experiment.study import Study
 from mtcp.io import read_json, write_json
 
@@ -178,44 +175,6 @@ def read_curves(csv_path: str | Path, max_epochs: int) -> list[dict[str, Any]]:
     return [records[e] for e in sorted(records)]
 
 
-#: the parts of mtcp whose code determines a run's numbers
-RESULT_SOURCES = (
-    "models",
-    "losses",
-    "metrics",
-    "data",
-    "engine",
-    "tasks.py",
-    "geometry.py",
-    "inference/refine.py",
-    "experiment/runner.py",
-    "experiment/per_image.py",
-)
-
-
-def source_hash() -> str:
-    """Short hash of the mtcp sources that determine results (:data:`RESULT_SOURCES`)."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for part in RESULT_SOURCES:
-        files = [root / part] if part.endswith(".py") else sorted((root / part).rglob("*.py"))
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def environment() -> dict[str, Any]:
-    """Machine, library versions and source hash of a run (reported next to the times)."""
-    return {
-        "mtcp_source": source_hash(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def run_one(
     study: Study,
     name: str,
@@ -296,24 +255,6 @@ def run_one(
     return results
 
 
-def check_sources(out_dir: str | Path, current: str) -> None:
-    """Refuse to add results of source version ``current`` next to results of another one."""
-    found: dict[str, list[str]] = {}
-    for path in sorted((Path(out_dir) / RESULTS_DIR).glob("*/seed_*.json")):
-        stored = read_json(path) or {}
-        version = str((stored.get("environment") or {}).get("mtcp_source"))
-        found.setdefault(version, []).append(str(path))
-    others = {v: p for v, p in found.items() if v != current}
-    if others:
-        version, paths = next(iter(others.items()))
-        raise MtcpError(
-            f"{paths[0]} (and {len(paths) - 1} other result file(s)) come from mtcp source "
-            f"version {version}, but this is version {current}: results of one study must come "
-            "from one source version. Delete those results (or use another --out) to re-run "
-            "the study with the current sources."
-        )
-
-
 def run_study(
     study: Study,
     out_dir: str | Path,
@@ -328,7 +269,7 @@ def run_study(
     come with their parent's run.
     """
     out_dir = Path(out_dir)
-    check_sources(out_dir, source_hash())
+    check_sources((out_dir / RESULTS_DIR).glob("*/seed_*.json"), source_hash())
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
