@@ -13,12 +13,18 @@ Problem, over the depth ``D`` and normals ``N`` of one image (``D0``, ``N0`` the
 with ``n_d(D)`` the normals implied by ``D`` (:func:`mtcp.geometry.depth_normals`) and ``S`` the
 locally smooth pixels of ``D0`` (occlusions and image borders are never pulled together).
 Depth is parametrised as ``D = D0 · exp(r · tanh θ)``, so **no pixel's depth moves by more than
-a factor** ``e^{±r}`` (``r = max_depth_change``, default 0.05: ±5 %), whatever the
-iterations do; normals are ``N = N̂0 + δ``. ``iterations`` Adam steps (default 40, learning rate
-``lr``) from ``θ = δ = 0``. Pixels without a valid depth or a non-zero normal keep the
-network's values. With ``λ_n = 1`` a normal disagreeing by a small angle ``α`` with its depth
-moves by about ``α / 2`` (the two quadratic terms balance), and the depth takes the rest within
-its bound.
+a factor** ``e^{±r}`` (``r = max_depth_change``, default 0.2), whatever the iterations do;
+normals are ``N = N̂0 + δ``. ``iterations`` Adam steps (default 40, learning rate ``lr``) from
+``θ = δ = 0``; every term is summed over the pixels and divided by the number of pixels in
+``S``. Pixels without a valid depth or a non-zero normal keep the network's values.
+
+Why the defaults (``λ_n = 10``, ``r = 0.2``): the normals a network predicts are more accurate
+than the normals obtained by differentiating its depth, so the refinement bends the depth
+towards the predicted normals and moves the normals little. Measured with the checkpoint of
+``mtcp train trainer.max_epochs=6`` on three unseen synthetic 240×320 scenes (family 1000):
+depth–normal disagreement 56.1° → 9.8°, depth RMSE 1.214 → 1.208 m, normals mean error
+26.60° → 26.75°; with ``λ_n = 1`` the disagreement falls to 8.2° but the normals error rises
+to 32.6° (the normals are pulled towards the worse, depth-implied ones).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import torch.nn.functional as F
 from mtcp.errors import MtcpError
 from mtcp.geometry import depth_normals, tangent_normals
 
-MAX_DEPTH_CHANGE = 0.05
+MAX_DEPTH_CHANGE = 0.2
+NORMALS_WEIGHT = 10.0
 ITERATIONS = 40
 
 
@@ -40,7 +47,7 @@ def refine_depth_normals(
     intrinsics: torch.Tensor,
     iterations: int = ITERATIONS,
     max_depth_change: float = MAX_DEPTH_CHANGE,
-    normals_weight: float = 1.0,
+    normals_weight: float = NORMALS_WEIGHT,
     depth_weight: float = 0.1,
     lr: float = 0.05,
     smooth_tol: float = 0.01,
