@@ -115,6 +115,8 @@ def write_plots(
     written = []
     groups: dict[str, list[str]] = {}
     for name, conf in study.configurations.items():
+        if conf.refine_of is not None:  # the same training as its parent: no curve of its own
+            continue
         for group in conf.groups:
             groups.setdefault(group, []).append(name)
     for group, names in groups.items():
@@ -125,7 +127,11 @@ def write_plots(
         path = plot_dir / f"curves_{group}.png"
         atomic_write_bytes(path, plots.curves_plot(runs, labels, tasks, title))
         written.append((title, path))
-    adaptive = {n: seeds for n, seeds in results.items() if _weights_change(seeds.values())}
+    adaptive = {
+        n: seeds
+        for n, seeds in results.items()
+        if _weights_change(seeds.values()) and study.configurations[n].refine_of is None
+    }
     if adaptive:
         title = "loss weights over training (per-task w_t at each window end)"
         path = plot_dir / "loss_weights.png"
