@@ -6,13 +6,18 @@ Output folder (only small files; checkpoints and logs go to a scratch folder tha
 after each run):
 
 =================================  =============================================================
-``results/<name>/seed_<s>.json``   one run: test metrics, parameters, times, learning curves,
-                                   loss-weight history, the engine configs and a fingerprint
+``results/<name>/seed_<s>.json``   one run: test metrics, per-image values
+                                   (:mod:`.per_image`, for re-judging claims), parameters,
+                                   times, learning curves, loss-weight history, the engine
+                                   configs, the source version and a fingerprint
 ``test_set.json``                  the test set and the coherence of its targets (attainable)
 =================================  =============================================================
 
 A run whose JSON exists with the same fingerprint (see :meth:`Study.fingerprint`) is skipped.
-Runs are ordered seed by seed, so an interrupted study has complete seeds first.
+Runs are ordered seed by seed, so an interrupted study has complete seeds first. A
+configuration with ``refine_of`` is written together with its parent's run (same models, test
+maps refined). Results of another source version in the folder stop the study
+(:func:`mtcp.experiment.provenance.check_sources`).
 """
 
 from __future__ import annotations
