@@ -8,8 +8,9 @@ the weighting scheme (equal, uncertainty, DWA, LPS) weights it like a task.
 ``n_d`` the normals implied by the predicted depth and the batch camera
 (:func:`mtcp.geometry.depth_normals`), the mean of ``1 − n · n_d`` over the pixels where the
 predicted depth is locally smooth (no discontinuity: the smoothness test of
-:mod:`mtcp.metrics.coherence`) and ``n`` is non-zero. Gradients reach both the depth and the
-normals; the mask itself carries none. 0 for a depth map and normals of the same surface.
+:mod:`mtcp.metrics.functional.coherence`) and ``n`` is non-zero. Gradients reach both the depth
+and the normals; the mask itself carries none. 0 for a depth map and normals of the same
+surface.
 
 ``semantic_edge`` (unitless, in [0, 1]): semantic boundaries should lie on predicted edges.
 With ``p`` the class probabilities (softmax of the semseg logits), the boundary strength of a
