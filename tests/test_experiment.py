@@ -9,14 +9,17 @@ import re
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtcp.cli import main
 from mtcp.errors import MtcpError
 from mtcp.experiment import aggregate as agg
+from mtcp.experiment import run_study, write_report
 from mtcp.experiment.runner import read_curves
 from mtcp.experiment.study import Claim, load_study
 from mtcp.metrics import delta_m
+from mtcp.metrics.per_image import per_image_keys
 from mtcp.tasks import get_task
 
 STUDY = "synthetic_ablation"
@@ -48,6 +51,20 @@ def test_quick_study_writes_results_report_and_resumes(tmp_path: Path, capsys) -
             assert math.isfinite(result["metrics"][task][get_task(task).main_metric])
         assert result["curves"] and result["curves"][0]["epochs"][0]["train_loss"]
     assert len(results["single_task"]["curves"]) == len(tasks)  # one model per task
+    # per-image values of every claim key, one per test image, kept for re-judging
+    for result in results.values():
+        assert {len(v) for v in result["per_image"].values()} == {study.test_scenes}
+        assert set(result["per_image"]) == set(per_image_keys(tasks))
+    # the refined configuration: the parent's models and training, refined test maps
+    refined, parent = results["mtcp_lps_refined"], results["mtcp_lps"]
+    assert refined["refine_of"] == "mtcp_lps" and refined["steps"] == parent["steps"]
+    assert refined["params"] == parent["params"] and refined["eval_seconds"] > 0
+    coherence = [r["metrics"]["coherence"]["depth_normal_mean"] for r in (refined, parent)]
+    assert coherence[0] < coherence[1]
+    assert refined["metrics"]["semseg"] == parent["metrics"]["semseg"]  # only depth, normals
+    # the consistency terms were weighted like tasks
+    weights = results["mtcp_consistency"]["weights_history"][-1]["w"]
+    assert {"depth_normal", "semantic_edge"} <= set(weights)
     # LPS updates every step in the quick study: one weight record per step, up to the last
     lps = results["mtcp_lps"]
     assert [r["step"] for r in lps["weights_history"]] == list(range(1, lps["steps"] + 1))
@@ -82,6 +99,10 @@ def test_quick_study_writes_results_report_and_resumes(tmp_path: Path, capsys) -
             assert _mean(shown) == pytest.approx(value, abs=0.51 * 10**-places), (name, column)
         assert cells["seeds"] == "1"
     assert "## Which claims hold at this scale" in report
+    assert "## Did training converge?" in report
+    assert re.search(
+        r"95 % interval \[[-+]?[\d.–]+, [-+]?[\d.–]+\]; 1 seed\(s\) × 8 images", report
+    )
     assert re.search(r"At this scale, \d+ of \d+ claims hold", report)
     for plot in ("curves_architecture.png", "loss_weights.png"):
         assert (out / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,38 +115,84 @@ def test_quick_study_writes_results_report_and_resumes(tmp_path: Path, capsys) -
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
     capsys.readouterr()
     assert main(["experiment", STUDY, "--quick", "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("done before, skipped") == len(names)
+    trained = [n for n in names if study.configurations[n].refine_of is None]
+    assert capsys.readouterr().out.count("done before, skipped") == len(trained)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # results of another source version are not mixed in
+    path = out / "results" / "hps" / "seed_0.json"
+    stored = json.loads(path.read_text())
+    stored["environment"]["mtcp_source"] = "0123456789ab"
+    path.write_text(json.dumps(stored))
+    with pytest.raises(MtcpError, match="one source version"):
+        run_study(study, out)
+    with pytest.raises(MtcpError, match="2 mtcp source versions"):
+        write_report(study, out, out / "EXPERIMENTS.md", "cmd")
 
 
-def _values(**configs: list[float]) -> dict[str, dict[str, dict[int, float]]]:
-    return {name: {"delta_m": dict(enumerate(v))} for name, v in configs.items()}
+def _results(shifts: dict[str, float], seeds=(0, 1, 2), images: int = 40) -> dict:
+    """Result files with per-image values only: configuration ``x`` scores ``base + shift``."""
+    rng = np.random.default_rng(0)
+    base = {
+        "semseg/mIoU": rng.uniform(0.3, 0.6, (len(seeds), images)),
+        "depth/rmse": rng.uniform(0.5, 1.5, (len(seeds), images)),
+        "normals/mean": rng.uniform(20, 40, (len(seeds), images)),
+        "edge/odsF": rng.uniform(0.3, 0.6, (len(seeds), images)),
+        "coherence/depth_normal_mean": rng.uniform(30, 50, (len(seeds), images)),
+        "coherence/boundary_F": rng.uniform(0.1, 0.3, (len(seeds), images)),
+    }
+    out: dict = {}
+    for name, shift in shifts.items():
+        for i, seed in enumerate(seeds):
+            noise = np.random.default_rng(100 + i).normal(0, 0.002, images)
+            per_image = {k: (v[i] * (1 + shift) + noise).tolist() for k, v in base.items()}
+            out.setdefault(name, {})[seed] = {"per_image": per_image}
+    return out
 
 
-@pytest.mark.parametrize(
-    ("better", "than", "outcome"),
-    [
-        ([3.0, 3.2], [1.0, 1.1], agg.HOLDS),  # clear win in every seed
-        ([1.0, 1.1], [3.0, 3.2], agg.FAILS),  # clear loss in every seed
-        ([1.0, 3.0], [1.5, 1.6], agg.INCONCLUSIVE),  # within the seed spread
-        ([2.0, 0.0], [1.0, 1.0], agg.INCONCLUSIVE),  # mixed signs over seeds
-    ],
-)
-def test_claim_rule_compares_means_with_spreads(better, than, outcome) -> None:
-    claim = Claim("A beats B", "delta_m", "a", "b")
-    verdict = agg.judge(claim, _values(a=better, b=than))
-    assert verdict.outcome == outcome
-    assert verdict.difference == pytest.approx(sum(better) / 2 - sum(than) / 2)
+def test_claims_are_judged_by_the_bootstrap_on_per_image_values(tmp_path: Path) -> None:
+    study = load_study(
+        _write(
+            tmp_path,
+            """
+            study: {seeds: [0, 1, 2], reference: ref}
+            base: {config: synthetic}
+            configurations:
+              ref: {overrides: {model.name: stl_tiny}}
+              a: {overrides: {}}
+              b: {overrides: {model.name: hps_tiny}}
+            """,
+        )
+    )
+    results = _results({"ref": 0.0, "a": 0.05, "b": -0.05})
+    for metric, better, than, outcome in [
+        ("semseg/mIoU", "a", "b", agg.HOLDS),  # 5 % higher in every image
+        ("depth/rmse", "a", "b", agg.FAILS),  # 5 % higher, but lower is better
+        ("delta_m", "b", "a", agg.INCONCLUSIVE),  # equal gains and losses cancel in Δm
+        ("coherence/boundary_F", "a", "a", agg.INCONCLUSIVE),
+    ]:
+        verdict = agg.judge(Claim("c", metric, better, than), study, results)
+        assert verdict.outcome == outcome, (metric, better, than)
+        assert (verdict.comparison.seeds, verdict.comparison.images) == (3, 40)
+    # worst task: a is 5 % worse than the reference on depth and normals (Δm terms −5)
+    worst = agg.judge(Claim("c", "delta_m_worst", "a", "ref"), study, results)
+    assert worst.comparison.than_mean == pytest.approx(0.0, abs=1e-9)  # the reference itself
+    assert worst.comparison.effect == pytest.approx(-5.0, abs=0.5) and worst.outcome == agg.FAILS
+    # seeds that one side lacks are left out; no common seed at all: not run
+    partial = {**results, "b": {0: results["b"][0]}}
+    one = agg.judge(Claim("c", "semseg/mIoU", "a", "b"), study, partial)
+    assert one.outcome == agg.INCONCLUSIVE and one.comparison.seeds == 1
+    missing = agg.judge(Claim("c", "semseg/mIoU", "a", "nothing"), study, results)
+    assert missing.outcome == agg.NOT_RUN and missing.comparison is None
 
 
-def test_claim_rule_direction_and_missing_runs() -> None:
-    lower = {"a": {"depth/rmse": {0: 1.0, 1: 1.1}}, "b": {"depth/rmse": {0: 2.0, 1: 2.1}}}
-    assert agg.judge(Claim("a", "depth/rmse", "a", "b"), lower).outcome == agg.HOLDS
-    assert agg.judge(Claim("a", "depth/rmse", "b", "a"), lower).outcome == agg.FAILS
-    assert agg.judge(Claim("a", "delta_m", "a", "c"), _values(a=[1.0])).outcome == agg.NOT_RUN
-    # one seed: no spread to compare with, so no decision however large the difference
-    one = agg.judge(Claim("a", "delta_m", "a", "b"), _values(a=[9.0], b=[0.5]))
-    assert one.outcome == agg.INCONCLUSIVE and one.difference == pytest.approx(8.5)
+def test_flattening_measures_the_last_fifth_of_training() -> None:
+    def run(values):
+        epochs = [{"epoch": i + 1, "val": {"gm_error": v}} for i, v in enumerate(values)]
+        return {"curves": [{"tasks": ["depth"], "epochs": epochs}]}
+
+    assert agg.flattening(run([4.0, 3.0, 2.0, 1.5, 1.49, 1.5, 1.5, 1.5, 1.5, 1.5])) == 0.0
+    assert agg.flattening(run([2.0] * 8 + [1.0, 0.9])) == pytest.approx(0.55)  # k = 2
+    assert agg.flattening(run([1.0])) is None
 
 
 def test_engine_configs_share_settings_and_split_single_task(tmp_path: Path) -> None:

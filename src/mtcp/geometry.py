@@ -102,26 +102,72 @@ def normals_from_depth(
     Returns:
         ``normals`` float64 ``[B, 3, H, W]``: unit vectors from the cross product of the central
         3-D tangents along v and u, oriented towards the camera (``n · P < 0``), zero where a
-        tangent is missing; ``smooth`` bool ``[B, 1, H, W]``.
+        tangent is missing; ``smooth`` bool ``[B, 1, H, W]``. Detached: see
+        :func:`depth_normals` for the differentiable form.
     """
     z, _ = as_depth4(depth)
-    b, _, h, w = z.shape
-    k = as_intrinsics2(intrinsics, b).to(z.device)
+    k = as_intrinsics2(intrinsics, z.shape[0]).to(z.device)
+    return depth_normals(z, k, smooth_tol)
+
+
+def depth_normals(
+    depth: torch.Tensor, intrinsics: torch.Tensor, smooth_tol: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable :func:`normals_from_depth` in the dtype of ``depth`` (for losses).
+
+    Args:
+        depth: float ``[B, 1, H, W]`` metres, gradients flow through the normals.
+        intrinsics: ``[B, 4]`` fx, fy, cx, cy in pixels (cast to ``depth``'s dtype).
+        smooth_tol: see :func:`normals_from_depth`.
+
+    Returns:
+        ``normals`` ``[B, 3, H, W]`` (unit, towards the camera, zero where not smooth) and
+        ``smooth`` bool ``[B, 1, H, W]`` (no gradient: a mask).
+    """
+    n, z, valid = tangent_normals(depth, intrinsics)
+    with torch.no_grad():
+        ok = _smooth_mask(z, valid, smooth_tol)
+    return n * ok[:, None], ok[:, None]
+
+
+def tangent_normals(
+    depth: torch.Tensor, intrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unmasked, differentiable normals of the central 3-D tangents of ``depth [B, 1, H, W]``.
+
+    Returns ``(normals [B, 3, H, W], z [B, H, W] with invalid depths set to 0, valid [B, H, W])``;
+    normals are unit vectors towards the camera, zero on the image border.
+    """
+    b, _, h, w = depth.shape
+    k = intrinsics.to(device=depth.device, dtype=depth.dtype).reshape(b, 4)
     fx, fy, cx, cy = (k[:, i].view(b, 1, 1) for i in range(4))
-    z = z[:, 0]
+    z = depth[:, 0]
     valid = torch.isfinite(z) & (z > 0)
     z = torch.where(valid, z, torch.zeros_like(z))
     u = torch.arange(w, dtype=z.dtype, device=z.device).view(1, 1, w)
     v = torch.arange(h, dtype=z.dtype, device=z.device).view(1, h, 1)
     p = torch.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], 1)  # [B, 3, H, W]
-    t_u = torch.zeros_like(p)
-    t_v = torch.zeros_like(p)
-    t_u[..., 1:-1] = p[..., 2:] - p[..., :-2]
-    t_v[..., 1:-1, :] = p[..., 2:, :] - p[..., :-2, :]
+    t_u = _central_difference(p, -1)
+    t_v = _central_difference(p, -2)
     n = torch.cross(t_v, t_u, dim=1)
-    n = n * -torch.sign((n * p).sum(1, keepdim=True))  # towards the camera
-    n = torch.nn.functional.normalize(n, dim=1)
+    n = n * -torch.sign((n * p).sum(1, keepdim=True)).detach()  # towards the camera
+    return torch.nn.functional.normalize(n, dim=1), z, valid
 
+
+def _central_difference(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """``p[i + 1] - p[i - 1]`` along ``dim`` (differentiable), zero on the two border lines and
+    everywhere along an axis shorter than 3 pixels."""
+    n = p.shape[dim]
+    if n < 3:
+        return torch.zeros_like(p)
+    diff = p.narrow(dim, 2, n - 2) - p.narrow(dim, 0, n - 2)
+    pad = [0, 0, 0, 0]
+    pad[0 if dim == -1 else 2 : 2 if dim == -1 else 4] = [1, 1]
+    return torch.nn.functional.pad(diff, pad)
+
+
+def _smooth_mask(z: torch.Tensor, valid: torch.Tensor, smooth_tol: float) -> torch.Tensor:
+    """bool ``[B, H, W]``: locally smooth pixels of depth ``z`` (module docstring)."""
     inv = torch.where(valid, 1.0 / z.clamp_min(1e-12), torch.zeros_like(z))
     ok = torch.zeros_like(valid)
     core = (slice(None), slice(1, -1), slice(1, -1))
@@ -136,8 +182,7 @@ def normals_from_depth(
     d2u = (inv[:, 1:-1, 2:] - 2 * inv[core] + inv[:, 1:-1, :-2]).abs()
     d2v = (inv[:, 2:, 1:-1] - 2 * inv[core] + inv[:, :-2, 1:-1]).abs()
     ok[core] &= (d2u <= bound) & (d2v <= bound)
-    n = n * ok[:, None]
-    return n, ok[:, None]
+    return ok
 
 
 # Index pairs (first, second) of the 4-neighbour pairs of ``x [..., H, W]``: vertical, horizontal.

@@ -31,6 +31,10 @@ without a calibration (older checkpoints) is flagged by the legacy rule (depth-n
 boundary F < 0.2) and says so. An input that cannot be read or predicted is reported, listed
 with status ``unreadable`` or ``failed`` and its error, and skipped; the others go on.
 
+``--refine`` adjusts each image's depth and normals jointly so that they agree
+(:mod:`mtcp.inference.refine`; seconds per image) before they are written and scored; the model
+must predict both and store its training camera.
+
 ``DIR`` must be new or empty; ``--overwrite`` replaces the files mtcp predict writes there and
 leaves any other file alone. Images are decoded in ``--workers`` processes while the model
 runs; a progress bar with images/s is shown on a terminal.
@@ -94,6 +98,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="image decoding processes (0 = none; default 2)"
     )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="adjust depth and normals jointly so that they agree (seconds per image)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--precision",
@@ -129,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         review_rate=args.review_rate,
         review_threshold=args.review_threshold,
         overwrite=args.overwrite,
+        refine=args.refine,
         batch_size=args.batch_size,
         workers=args.workers,
         progress=sys.stderr.isatty(),

@@ -99,6 +99,9 @@ class LossSection:
     weighting_options: dict = field(default_factory=dict)
     aux_weight: float = 0.5
     normals_loss: str = "l1"
+    #: cross-task consistency terms weighted like tasks (study hook, issue 15):
+    #: ``depth_normal``, ``semantic_edge`` (:mod:`mtcp.losses.consistency`); empty = off
+    consistency: list = field(default_factory=list)
 
 
 @dataclass

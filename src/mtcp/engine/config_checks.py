@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from mtcp.errors import MtcpError
 from mtcp.losses import create_weighting
+from mtcp.losses.consistency import ConsistencyLoss
 from mtcp.losses.task_losses import NORMALS_LOSSES
 from mtcp.models.registry import list_models
 from mtcp.sizes import MIN_NETWORK_SIDE, parse_size
@@ -86,8 +87,15 @@ def validate(cfg: Config, where: str = "config") -> Config:
     at_least("loss.aux_weight", cfg.loss.aux_weight, 0.0)
     if cfg.loss.normals_loss not in NORMALS_LOSSES:
         fail(f"loss.normals_loss must be one of {NORMALS_LOSSES}, got {cfg.loss.normals_loss!r}")
+    terms = list(cfg.loss.consistency)
+    if not all(isinstance(term, str) for term in terms):
+        fail(f"loss.consistency must be a list of term names, got {terms}")
+    try:  # unknown terms, terms listed twice, terms whose tasks are not trained
+        ConsistencyLoss(terms, tasks)
+    except MtcpError as err:
+        fail(str(err))
     try:  # unknown schemes, unknown options and out-of-range options
-        create_weighting(cfg.loss.weighting, tasks, **cfg.loss.weighting_options)
+        create_weighting(cfg.loss.weighting, [*tasks, *terms], **cfg.loss.weighting_options)
     except (MtcpError, TypeError, ValueError) as err:
         fail(f"loss.weighting={cfg.loss.weighting!r} with {cfg.loss.weighting_options}: {err}")
     if cfg.eval.protocol not in ("mtinet", "atrc"):

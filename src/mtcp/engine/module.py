@@ -39,6 +39,7 @@ from mtcp.engine.config import Config, config_from_dict
 from mtcp.errors import MtcpError
 from mtcp.inference.formats import CHECKPOINT_KEY  # the readers' fact (inference, lower layer)
 from mtcp.losses import MultiTaskLoss, create_weighting
+from mtcp.losses.consistency import ConsistencyLoss
 from mtcp.metrics import build_metrics, delta_m, gm_error, higher_is_better, to_floats
 from mtcp.models.registry import create_model
 
@@ -125,8 +126,12 @@ class MtcpModule(L.LightningModule):
         self.criterion = MultiTaskLoss(
             self.tasks, aux_weight=cfg.loss.aux_weight, normals_loss=cfg.loss.normals_loss
         )
+        # consistency terms (issue 15) are weighted by the scheme like tasks
+        self.consistency = ConsistencyLoss(cfg.loss.consistency, self.tasks)
         self.weighting = create_weighting(
-            cfg.loss.weighting, self.tasks, **cfg.loss.weighting_options
+            cfg.loss.weighting,
+            [*self.tasks, *self.consistency.terms],
+            **cfg.loss.weighting_options,
         )
         self.val_metrics = build_metrics(self.tasks, cfg.eval.protocol, dataset=metric_dataset)
         #: ``{task: {metric: value}}`` of the latest validation (read by the CLI)
@@ -143,6 +148,7 @@ class MtcpModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         outputs = self.model(batch["image"])
         losses = self.criterion(outputs, batch)
+        losses.update(self.consistency(outputs, batch))
         total = self.weighting(losses)
         size = batch["image"].shape[0]
         self.log_dict(

@@ -1,18 +1,19 @@
-"""Numbers of a study from its result files: per-seed values, mean ± spread, claim verdicts.
+"""Numbers of a study from its result files: per-seed values, mean ± spread, claim verdicts,
+and whether training converged.
 
 Values of one run (``flat_values``): every test metric as ``<task>/<metric>`` and
 ``coherence/<name>``, ``delta_m`` and its per-task terms ``delta_m/<task>`` (against the
 reference configuration of the same seed), ``params``, ``train_seconds`` and
 ``seconds_per_step``. Spread = sample standard deviation over seeds (n − 1; none for one seed).
 
-Claim rule (:func:`judge`), on the seeds both configurations ran: with ``d_s`` the difference
-of seed ``s`` signed so that positive favours the claim, ``D`` their mean and ``N`` =
-√(std_better² + std_than²) the combined seed spread, the claim
+Claims (:func:`judge`) are decided by the paired hierarchical bootstrap of :mod:`.stats` on
+the per-image values the result files keep (:mod:`mtcp.metrics.per_image`), on the seeds that both
+configurations (and, for Δm, the reference) ran.
 
-* **holds** when ``D > N`` and ``d_s > 0`` in every seed;
-* **does not hold** when ``−D > N`` and ``d_s < 0`` in every seed (the opposite is measured);
-* is **inconclusive** otherwise (the difference is within the seed-to-seed spread), and
-  always with fewer than :data:`MIN_SEEDS` seeds (no spread to compare with).
+Convergence (:func:`flattening`): with ``g_1 … g_E`` the per-epoch ``val/gm_error`` of a
+model and ``k = max(1, round(E / 5))``, the relative change over the last fifth of training
+is ``|g_E − g_{E−k}| / g_{E−k}``; a curve has flattened when it is below
+:data:`FLAT_TOLERANCE` (2 %).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mtcp.engine.module import is_count
 from mtcp.errors import MtcpError
+from mtcp.experiment import stats
 from mtcp.experiment.runner import result_path
+from mtcp.experiment.stats import FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, NOT_RUN
 from mtcp.experiment.study import Claim, Study
 from mtcp.io import read_json
 from mtcp.metrics import DELTA_M_METRICS, delta_m_terms
@@ -35,21 +40,25 @@ from mtcp.metrics import higher_is_better as metric_higher_is_better
 #: the run values this module adds to the metrics (:func:`flat_values`): all lower is better
 RUN_COSTS = ("params", "train_seconds", "seconds_per_step")
 
-HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
-#: seeds a claim needs before it can be decided
-MIN_SEEDS = 2
+#: relative change of val/gm_error over the last fifth of training below which a curve is flat
+FLAT_TOLERANCE = 0.02
 
 
 def direction(key: str) -> bool | None:
     """Better direction of a value key such as ``depth/rmse`` or ``coherence/boundary_F``: the
     one its metric declares (:func:`mtcp.metrics.direction`; None for settings such as
-    ``edge/odsT``); run costs are lower-is-better."""
-    return False if key in RUN_COSTS else metric_direction(key)
+    ``edge/odsT``); run costs are lower-is-better; ``delta_m_worst`` (the lowest Δm term of a
+    run, :mod:`.stats`) is signed like Δm."""
+    if key in RUN_COSTS:
+        return False
+    return metric_direction("delta_m" if key == "delta_m_worst" else key)
 
 
 def higher_is_better(key: str) -> bool:
     """:func:`direction` of a key that is a score (:func:`mtcp.metrics.higher_is_better`)."""
-    return False if key in RUN_COSTS else metric_higher_is_better(key)
+    if key in RUN_COSTS:
+        return False
+    return metric_higher_is_better("delta_m" if key == "delta_m_worst" else key)
 
 
 def collect(study: Study, out_dir: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -123,38 +132,78 @@ class Stats:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one claim (see the module docstring for the rule)."""
+    """The outcome of one claim: :func:`stats.compare` on its per-image values."""
 
     claim: Claim
     outcome: str
-    better: Stats
-    than: Stats
-    difference: float  # D, positive = in the claim's favour
-    noise: float  # N
-    favourable: int  # seeds with d_s > 0
-    seeds: int  # seeds both configurations ran
+    comparison: stats.Comparison | None  # None when not run
 
 
-def judge(claim: Claim, table: Mapping[str, Mapping[str, Mapping[int, float]]]) -> Verdict:
-    """Apply the claim rule to the per-seed values ``table`` (see :func:`per_seed`)."""
-    a = table.get(claim.better, {}).get(claim.metric, {})
-    b = table.get(claim.than, {}).get(claim.metric, {})
-    seeds = sorted(s for s in a if s in b and math.isfinite(a[s]) and math.isfinite(b[s]))
-    a, b = {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
-    sa, sb = Stats.of(a), Stats.of(b)
-    if not seeds:
-        return Verdict(claim, NOT_RUN, sa, sb, math.nan, math.nan, 0, 0)
-    sign = 1.0 if higher_is_better(claim.metric) else -1.0
-    diffs = [sign * (a[s] - b[s]) for s in seeds]
-    d = sum(diffs) / len(diffs)
-    noise = math.sqrt((sa.std or 0.0) ** 2 + (sb.std or 0.0) ** 2)
-    favourable = sum(x > 0 for x in diffs)
-    if len(seeds) < MIN_SEEDS:
-        outcome = INCONCLUSIVE
-    elif d > noise and favourable == len(seeds):
-        outcome = HOLDS
-    elif -d > noise and sum(x < 0 for x in diffs) == len(seeds):
-        outcome = FAILS
-    else:
-        outcome = INCONCLUSIVE
-    return Verdict(claim, outcome, sa, sb, d, noise, favourable, len(seeds))
+def claim_components(study: Study, metric: str) -> tuple[list[str], list[bool]]:
+    """Per-image keys a claim's ``metric`` is computed from, and their directions."""
+    if metric in stats.DELTA_M_METRICS:
+        tasks = [t for t in study.tasks if t in DELTA_M_METRICS]
+        return [f"{t}/{DELTA_M_METRICS[t][0]}" for t in tasks], [
+            DELTA_M_METRICS[t][1] > 0 for t in tasks
+        ]
+    return [metric], [higher_is_better(metric)]
+
+
+def _per_image(result: Mapping[str, Any], keys: list[str]) -> Any:
+    values = result.get("per_image") or {}
+    if any(k not in values for k in keys):
+        return None
+    return np.stack([np.asarray(values[k], dtype=float) for k in keys], axis=-1)  # [N, T]
+
+
+def judge(
+    claim: Claim, study: Study, results: Mapping[str, Mapping[int, Mapping[str, Any]]]
+) -> Verdict:
+    """Decide ``claim`` on the result files ``results`` (``{configuration: {seed: result}}``)."""
+    keys, directions = claim_components(study, claim.metric)
+    sides = [claim.better, claim.than]
+    if claim.metric in stats.DELTA_M_METRICS:
+        sides.append(study.reference)
+    per_seed = {}
+    for seed in study.seeds:
+        arrays = [results.get(n, {}).get(seed) for n in sides]
+        arrays = [None if r is None else _per_image(r, keys) for r in arrays]
+        if all(a is not None for a in arrays) and len({a.shape for a in arrays}) == 1:
+            per_seed[seed] = arrays
+    if not per_seed:
+        return Verdict(claim, NOT_RUN, None)
+    stacked = [np.stack([per_seed[s][i] for s in sorted(per_seed)]) for i in range(len(sides))]
+    reference = stacked[2] if len(stacked) > 2 else None
+    comparison = stats.compare(claim.metric, stacked[0], stacked[1], directions, reference)
+    return Verdict(claim, comparison.outcome, comparison)
+
+
+def flattening(result: Mapping[str, Any]) -> float | None:
+    """Largest relative change of ``val/gm_error`` over the last fifth of training among the
+    models of a run (module docstring); None without a curve of at least two epochs."""
+    changes = []
+    for curve in result.get("curves") or []:
+        values = [r["val"]["gm_error"] for r in curve["epochs"] if "gm_error" in r["val"]]
+        if len(values) < 2:
+            continue
+        k = max(1, round(len(values) / 5))
+        start, end = values[-1 - k], values[-1]
+        changes.append(abs(end - start) / abs(start) if start else math.inf)
+    return max(changes) if changes else None
+
+
+__all__ = [
+    "FAILS",
+    "FLAT_TOLERANCE",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "MIN_SEEDS",
+    "NOT_RUN",
+    "Stats",
+    "Verdict",
+    "collect",
+    "flat_values",
+    "flattening",
+    "judge",
+    "per_seed",
+]

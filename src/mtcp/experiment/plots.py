@@ -1,8 +1,9 @@
 """Figures of a study report (PNG bytes, matplotlib without pyplot state).
 
 * :func:`curves_plot`: learning curves of a group of configurations — the summed raw task
-  losses ``Σ_t L_t`` over the training epochs and each task's validation main metric — as the
-  mean over seeds with a min–max band.
+  losses ``Σ_t L_t`` over the training epochs, ``val/gm_error`` (its last fifth, the window of
+  the convergence check, shaded) and each task's validation main metric — as the mean over
+  seeds with a min–max band.
 * :func:`weights_plot`: the per-task loss weights over training steps, one panel per
   configuration, one line style per seed.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +55,18 @@ def seed_series(result: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, di
     series["train_loss"] = {
         e: sum(v[t] for t in tasks) for e, v in losses.items() if all(t in v for t in tasks)
     }
+    # val/gm_error of the run: the geometric mean over its models (one per task or one)
+    gm: dict[int, list[float]] = {}
+    for curve in result["curves"]:
+        for rec in curve["epochs"]:
+            if "gm_error" in rec["val"]:
+                gm.setdefault(rec["epoch"], []).append(rec["val"]["gm_error"])
+    n_models = len(result["curves"])
+    series["gm_error"] = {
+        e: math.exp(sum(math.log(max(v, 1e-12)) for v in vals) / len(vals))
+        for e, vals in gm.items()
+        if len(vals) == n_models
+    }
     return series
 
 
@@ -63,7 +77,8 @@ def curves_plot(
     title: str,
 ) -> bytes:
     """PNG of the learning curves of ``runs`` (``{configuration: {seed: result}}``)."""
-    keys = ["train_loss", *(f"{t}/{get_task(t).main_metric}" for t in tasks)]
+    keys = ["train_loss", "gm_error", *(f"{t}/{get_task(t).main_metric}" for t in tasks)]
+    last_epoch = 0
     fig, axes = _figure(len(keys), 3, title)
     for colour, (name, seeds) in enumerate(runs.items()):
         per_seed = [seed_series(r, tasks) for r in seeds.values()]
@@ -71,6 +86,7 @@ def curves_plot(
             epochs = sorted(set.intersection(*(set(s.get(key, {})) for s in per_seed)))
             if not epochs:
                 continue
+            last_epoch = max(last_epoch, epochs[-1])
             values = [[s[key][e] for s in per_seed] for e in epochs]
             mean = [sum(v) / len(v) for v in values]
             ax.plot(epochs, mean, color=f"C{colour}", label=labels[name], marker=".")
@@ -81,6 +97,11 @@ def curves_plot(
         if key == "train_loss":
             ax.set_ylabel("train Σ_t L_t (epoch mean)")
             ax.set_yscale("log")
+        elif key == "gm_error":
+            ax.set_ylabel("val/gm_error ↓ (model selection)")
+            if last_epoch > 1:  # the window of the convergence check
+                k = max(1, round(last_epoch / 5))
+                ax.axvspan(last_epoch - k, last_epoch, color="0.85", lw=0, label="last fifth")
         else:
             task = key.split("/")[0]
             arrow = "↑" if get_task(task).higher_is_better else "↓"

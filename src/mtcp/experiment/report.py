@@ -12,73 +12,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtcp.errors import MtcpError
 from mtcp.experiment import aggregate as agg
 from mtcp.experiment import plots
 from mtcp.experiment.runner import TEST_SET_FILE
 from mtcp.experiment.study import Study
+from mtcp.experiment.tables import (
+    fmt,
+    fmt_value,
+    label_of,
+    markdown_table,
+    summary_keys,
+)
+from mtcp.experiment.verdicts import claim_lines, convergence_lines
 from mtcp.io import atomic_write_bytes, atomic_write_text, read_json
-from mtcp.tasks import get_task
 
 PLOTS_DIR = "plots"
-COHERENCE = {
-    "coherence/depth_normal_mean": "depth–normal coherence (°)",
-    "coherence/boundary_F": "boundary coherence F",
-}
-EXTRA_LABELS = {
-    "delta_m": "Δm (%)",
-    "params": "parameters (M)",
-    "train_seconds": "train time (s)",
-    "seconds_per_step": "s / step",
-}
-
-
-def label_of(key: str) -> str:
-    """Column / row label of a value key, with ↑ or ↓ for its better direction."""
-    text = COHERENCE.get(key) or EXTRA_LABELS.get(key) or key
-    if key.startswith("delta_m/"):
-        text = f"Δm term {key.split('/', 1)[1]} (%)"
-    better = agg.direction(key)  # None: a setting such as edge/odsT, no arrow
-    return text if better is None else f"{text} {'↑' if better else '↓'}"
-
-
-def decimals(value: float) -> int:
-    """Decimals shown for a value of this magnitude (3 below 10, 2 below 100, else 1)."""
-    size = abs(value)
-    return 3 if size < 10 else 2 if size < 100 else 1
-
-
-def fmt_value(value: float | None) -> str:
-    """One number with :func:`decimals` decimals (``–`` when missing or not finite)."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:.{decimals(value)}f}"
-
-
-def fmt(key: str, stats: agg.Stats) -> str:
-    """``mean ± std`` of ``stats`` (parameters in millions; ``–`` when no finite value)."""
-    if stats.n == 0:
-        return "–"
-    if key == "params":
-        return f"{stats.mean / 1e6:.3f}"
-    d = decimals(stats.mean)
-    if stats.std is None:
-        return f"{stats.mean:.{d}f}"
-    return f"{stats.mean:.{d}f} ± {stats.std:.{d}f}"
-
-
-def summary_keys(tasks: Sequence[str]) -> list[str]:
-    """Columns of the summary table: Δm, each task's main metric, coherence, cost."""
-    mains = [f"{t}/{get_task(t).main_metric}" for t in tasks]
-    return ["delta_m", *mains, *COHERENCE, "params", "train_seconds"]
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    return [_row(header), _row(align), *(_row(r) for r in rows)]
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -120,42 +69,6 @@ def _setup(study: Study, results: Mapping[str, Mapping[int, Any]], test: Mapping
     return lines
 
 
-def _verdict_line(v: agg.Verdict) -> str:
-    c = v.claim
-    unit = label_of(c.metric)
-    if v.outcome == agg.NOT_RUN:
-        return f"- **{c.text}** — {agg.NOT_RUN} (`{c.better}` or `{c.than}` has no result)."
-    a, b = fmt(c.metric, v.better), fmt(c.metric, v.than)
-    return (
-        f"- **{c.text}** — **{v.outcome}**: {unit} `{c.better}` {a} vs `{c.than}` {b}; "
-        f"difference in the claim's favour D = {v.difference:+.{decimals(v.difference)}f}, "
-        f"combined spread N = {fmt_value(v.noise)}, favourable in {v.favourable} of "
-        f"{v.seeds} seed(s)."
-    )
-
-
-def _claims(verdicts: Sequence[agg.Verdict]) -> list[str]:
-    lines = [
-        "Each claim is judged by a fixed rule on the seeds both configurations ran: with d_s the "
-        "per-seed difference signed in the claim's favour, D its mean and N = √(std₁² + std₂²) "
-        "the combined seed spread, a claim **holds** when D > N and d_s > 0 in every seed, "
-        "**does not hold** when −D > N and d_s < 0 in every seed, and is **inconclusive** "
-        f"otherwise, and always with fewer than {agg.MIN_SEEDS} seeds.",
-        "",
-        *(_verdict_line(v) for v in verdicts),
-        "",
-    ]
-    counts = {o: sum(v.outcome == o for v in verdicts) for o in (agg.HOLDS, agg.FAILS)}
-    counts[agg.INCONCLUSIVE] = sum(v.outcome == agg.INCONCLUSIVE for v in verdicts)
-    counts[agg.NOT_RUN] = sum(v.outcome == agg.NOT_RUN for v in verdicts)
-    lines.append(
-        f"At this scale, {counts[agg.HOLDS]} of {len(verdicts)} claims hold, "
-        f"{counts[agg.FAILS]} do not hold, {counts[agg.INCONCLUSIVE]} are inconclusive"
-        + (f" and {counts[agg.NOT_RUN]} were not run." if counts[agg.NOT_RUN] else ".")
-    )
-    return lines
-
-
 def _config_section(
     study: Study, name: str, values: Mapping[str, Mapping[int, float]], tasks: Sequence[str]
 ) -> list[str]:
@@ -174,13 +87,21 @@ def _config_section(
         cells = [fmt(key, agg.Stats.of({s: per[s]})) if s in per else "–" for s in seeds]
         rows.append([label_of(key), fmt(key, agg.Stats.of(per)), *cells])
     header = ["metric", "mean ± std", *(f"seed {s}" for s in seeds)]
+    what = f"Overrides of the base configuration: {overrides}" + (
+        "; one model per task." if conf.per_task else "."
+    )
+    if conf.refine_of is not None:
+        options = ", ".join(f"`{k}={v}`" for k, v in (conf.refine or {}).items()) or "defaults"
+        what = (
+            f"The models of `{conf.refine_of}` (same runs, not trained again); their test depth "
+            f"and normals refined to agree (`mtcp.inference.refine`, {options})."
+        )
     return [
         f"### {conf.label} (`{name}`)",
         "",
-        f"Overrides of the base configuration: {overrides}"
-        + ("; one model per task." if conf.per_task else "."),
+        what,
         "",
-        *_table(header, rows),
+        *markdown_table(header, rows),
         "",
     ]
 
@@ -194,6 +115,8 @@ def write_plots(
     written = []
     groups: dict[str, list[str]] = {}
     for name, conf in study.configurations.items():
+        if conf.refine_of is not None:  # the same training as its parent: no curve of its own
+            continue
         for group in conf.groups:
             groups.setdefault(group, []).append(name)
     for group, names in groups.items():
@@ -204,7 +127,11 @@ def write_plots(
         path = plot_dir / f"curves_{group}.png"
         atomic_write_bytes(path, plots.curves_plot(runs, labels, tasks, title))
         written.append((title, path))
-    adaptive = {n: seeds for n, seeds in results.items() if _weights_change(seeds.values())}
+    adaptive = {
+        n: seeds
+        for n, seeds in results.items()
+        if _weights_change(seeds.values()) and study.configurations[n].refine_of is None
+    }
     if adaptive:
         title = "loss weights over training (per-task w_t at each window end)"
         path = plot_dir / "loss_weights.png"
@@ -244,10 +171,11 @@ def render(
     """Write the plots into ``out_dir/plots`` and return the Markdown of the report."""
     out_dir, report_path = Path(out_dir), Path(report_path)
     results = agg.collect(study, out_dir)
+    source_version([r for seeds in results.values() for r in seeds.values()])  # one version
     table = agg.per_seed(study, results)
     tasks = study.tasks
     test = read_json(out_dir / TEST_SET_FILE) or {}
-    verdicts = [agg.judge(c, table) for c in study.claims]
+    verdicts = [agg.judge(c, study, results) for c in study.claims]
     figures = write_plots(study, results, out_dir / PLOTS_DIR)
     lines = [
         f"# Experiments: {study.name}" + (" (quick subset)" if study.is_quick else ""),
@@ -275,7 +203,7 @@ def render(
     lines += [
         "## Results (test set, mean ± std over seeds)",
         "",
-        *_table(["configuration", *(label_of(k) for k in keys), "seeds"], rows),
+        *markdown_table(["configuration", *(label_of(k) for k in keys), "seeds"], rows),
         "",
         *_best(study, table, keys),
     ]
@@ -287,7 +215,8 @@ def render(
     ]
     if missing:
         lines += [f"Not run (yet): {', '.join(missing)}.", ""]
-    lines += ["## Which claims hold at this scale", "", *_claims(verdicts), ""]
+    lines += ["## Which claims hold at this scale", "", *claim_lines(verdicts), ""]
+    lines += ["## Did training converge?", "", *convergence_lines(study, results)]
     if figures:
         lines += ["## Plots", ""]
         for title, path in figures:
@@ -301,10 +230,11 @@ def render(
 
 
 def _runtime(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> list[str]:
-    runs = [r for seeds in results.values() for r in seeds.values()]
+    every = [r for seeds in results.values() for r in seeds.values()]
+    runs = [r for r in every if r.get("refine_of") is None]  # refined: same training
     if not runs:
         return []
-    total = sum(r["wall_seconds"] for r in runs)
+    total = sum(r["wall_seconds"] for r in runs) + sum(r.get("eval_seconds", 0) for r in every)
     env = runs[0].get("environment", {})
     lines = [
         "## Runtime",
@@ -315,15 +245,36 @@ def _runtime(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> list[str
         f"GPU: {env.get('cuda') or 'none'}).",
         "",
     ]
-    sources = sorted({str(r.get("environment", {}).get("mtcp_source")) for r in runs})
-    if len(sources) > 1:
+    refined = sorted({r["configuration"] for r in every if r.get("refine_of")})
+    for name in refined:
+        done = [r for r in every if r["configuration"] == name]
+        images = sum(len(next(iter(r["per_image"].values()), [])) for r in done)
+        seconds = sum(r.get("eval_seconds", 0.0) for r in done)
         lines += [
-            f"The runs used {len(sources)} versions of the mtcp sources "
-            f"({', '.join(sources)}): re-run the study on one version before relying on small "
-            "differences.",
+            f"`{name}`: evaluating with the refinement took {seconds:.1f} s for {images} test "
+            f"images ({seconds / max(images, 1):.3f} s per image, network and metrics included).",
+            "",
+        ]
+    lines += [f"All results come from mtcp source version `{source_version(every)}`.", ""]
+    if not any(r.get("environment", {}).get("cuda") for r in runs):
+        lines += [
+            "Scale: every run used the CPU. The NYUD scale (480×640 images, `mtcp_base`) on a "
+            "GPU is untested by this study.",
             "",
         ]
     return lines
+
+
+def source_version(results: Sequence[Mapping[str, Any]]) -> str:
+    """The one mtcp source version of ``results``; :class:`MtcpError` when they mix versions."""
+    sources = sorted({str(r.get("environment", {}).get("mtcp_source")) for r in results})
+    if len(sources) > 1:
+        raise MtcpError(
+            f"the result files come from {len(sources)} mtcp source versions "
+            f"({', '.join(sources)}): a report judges results of one version only; re-run "
+            "the study on one version"
+        )
+    return sources[0]
 
 
 def write_report(study: Study, out_dir: str | Path, report_path: str | Path, command: str) -> Path:

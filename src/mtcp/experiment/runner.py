@@ -6,13 +6,18 @@ Output folder (only small files; checkpoints and logs go to a scratch folder tha
 after each run):
 
 =================================  =============================================================
-``results/<name>/seed_<s>.json``   one run: test metrics, parameters, times, learning curves,
-                                   loss-weight history, the engine configs and a fingerprint
+``results/<name>/seed_<s>.json``   one run: test metrics, per-image values
+                                   (:mod:`.per_image`, for re-judging claims), parameters,
+                                   times, learning curves, loss-weight history, the engine
+                                   configs, the source version and a fingerprint
 ``test_set.json``                  the test set and the coherence of its targets (attainable)
 =================================  =============================================================
 
 A run whose JSON exists with the same fingerprint (see :meth:`Study.fingerprint`) is skipped.
-Runs are ordered seed by seed, so an interrupted study has complete seeds first.
+Runs are ordered seed by seed, so an interrupted study has complete seeds first. A
+configuration with ``refine_of`` is written together with its parent's run (same models, test
+maps refined). Results of another source version in the folder stop the study
+(:func:`mtcp.experiment.provenance.check_sources`).
 """
 
 from __future__ import annotations
@@ -20,10 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import hashlib
 import logging
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +36,7 @@ import lightning as L
 import torch
 
 from mtcp.errors import MtcpError
+from mtcp.experiment.provenance import check_sources, environment, source_hash
 from mtcp.experiment.study import Study
 from mtcp.io import read_json, write_json
 
@@ -99,13 +102,17 @@ def evaluate(
     models: Sequence[torch.nn.Module],
     batches: Sequence[Mapping[str, Any]],
     tasks: Mapping[str, int],
-) -> dict[str, dict[str, float]]:
+    refine: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
     """Test metrics of the joint predictions of ``models`` (each predicts its ``.tasks``).
 
     Returns ``{task: {metric: value}, "coherence": {...}}`` (MTI-Net protocol, counters
-    included) — for several single-task models, coherence compares their combined maps. The
-    loop is :func:`mtcp.inference.evaluate`'s; the test scenes are rendered at the training
-    size, so the images reach the networks unresized.
+    included) — for several single-task models, coherence compares their combined maps — and
+    the per-image values (:class:`mtcp.metrics.per_image.PerImageValues`). ``refine``: keyword
+    arguments of :func:`mtcp.inference.refine.refine_depth_normals`, applied to every batch's
+    depth and normals (with its camera) before scoring; None = the network's maps. The loop is
+    :func:`mtcp.inference.evaluate`'s; the test scenes are rendered at the training size, so
+    the images reach the networks unresized.
     """
     from mtcp.inference import Predictor
     from mtcp.inference import evaluate as evaluate_models
@@ -116,9 +123,15 @@ def evaluate(
     if names != set(tasks):
         raise MtcpError(f"the models predict {sorted(names)}, the test set has {sorted(tasks)}")
     report = evaluate_models(
-        predictors, batches, protocol="mtinet", metric_dataset="nyud", targets=False
+        predictors,
+        batches,
+        protocol="mtinet",
+        metric_dataset="nyud",
+        targets=False,
+        refine=None if refine is None else dict(refine),
+        per_image=True,
     )
-    return report["metrics"]
+    return report["metrics"], report["per_image"]
 
 
 def target_coherence(batches: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -166,33 +179,6 @@ def read_curves(csv_path: str | Path, max_epochs: int) -> list[dict[str, Any]]:
     return [records[e] for e in sorted(records)]
 
 
-#: the parts of mtcp whose code determines a run's numbers
-RESULT_SOURCES = ("models", "losses", "metrics", "data", "engine", "tasks.py")
-
-
-def source_hash() -> str:
-    """Short hash of the mtcp sources that determine results (:data:`RESULT_SOURCES`)."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for part in RESULT_SOURCES:
-        files = [root / part] if part.endswith(".py") else sorted((root / part).rglob("*.py"))
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def environment() -> dict[str, Any]:
-    """Machine, library versions and source hash of a run (reported next to the times)."""
-    return {
-        "mtcp_source": source_hash(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def run_one(
     study: Study,
     name: str,
@@ -200,11 +186,14 @@ def run_one(
     batches: Sequence[Mapping[str, Any]],
     tasks: Mapping[str, int],
     work_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Any]]:
     """Train configuration ``name`` with ``seed`` (one model, or one per task) and evaluate it.
 
     Checkpoints and logs are written to a temporary folder inside ``work_dir`` (default: the
-    system's), deleted at the end. Returns the JSON-ready result.
+    system's), deleted at the end. Returns the JSON-ready results ``{configuration: result}``:
+    the run's own, and one per configuration refining its maps (``refine_of: name``; same
+    model, same training figures, test maps refined, ``eval_seconds`` of the refined
+    evaluation).
     """
     from mtcp.engine.training import train  # engine: trainer.py split (was engine.trainer)
 
@@ -231,23 +220,43 @@ def run_one(
             weighting = cfg.loss.weighting
             if len(run_tasks) > 1:
                 history = recorder.history
-        metrics = evaluate(models, batches, tasks)
-    return {
+        metrics, per_image = evaluate(models, batches, tasks)
+        wall = time.perf_counter() - start
+        refined = {}
+        for child in study.refined_from(name):
+            tic = time.perf_counter()
+            refine = dict(study.configurations[child].refine or {})
+            refined[child] = (*evaluate(models, batches, tasks, refine), time.perf_counter() - tic)
+    own = {
         "configuration": name,
         "label": study.configurations[name].label,
         "seed": seed,
         "fingerprint": study.fingerprint(name, seed),
         "metrics": metrics,
+        "per_image": per_image,
         "params": sum(p.numel() for m in models for p in m.parameters()),
         "train_seconds": train_seconds,
         "steps": steps,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall,
         "weighting": weighting,
         "weights_history": history,
         "curves": curves,
         "engine_configs": [cfg.to_dict() for _, cfg in runs],
         "environment": env,
     }
+    results = {name: own}
+    for child, (child_metrics, child_per_image, seconds) in refined.items():
+        results[child] = own | {
+            "configuration": child,
+            "label": study.configurations[child].label,
+            "fingerprint": study.fingerprint(child, seed),
+            "refine_of": name,
+            "refine": dict(study.configurations[child].refine or {}),
+            "metrics": child_metrics,
+            "per_image": child_per_image,
+            "eval_seconds": seconds,
+        }
+    return results
 
 
 def run_study(
@@ -258,9 +267,13 @@ def run_study(
 ) -> list[Path]:
     """Run every (seed, configuration) of ``study`` not finished yet; returns the result files.
 
-    ``progress`` receives one line per run (started, skipped, finished with its time).
+    ``progress`` receives one line per run (started, skipped, finished with its time). Raises
+    :class:`MtcpError` when ``out_dir`` holds results of another source version
+    (:func:`check_sources`). Configurations with ``refine_of`` are not trained: their results
+    come with their parent's run.
     """
     out_dir = Path(out_dir)
+    check_sources((out_dir / RESULTS_DIR).glob("*/seed_*.json"), source_hash())
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -269,27 +282,33 @@ def run_study(
     stored = read_json(out_dir / TEST_SET_FILE)
     if stored is None or stored.get("test") != test_info:
         write_json(out_dir / TEST_SET_FILE, {"test": test_info, **target_coherence(batches)})
-    paths = []
-    total = len(study.seeds) * len(study.configurations)
+    trained = [n for n, c in study.configurations.items() if c.refine_of is None]
+    paths = [result_path(out_dir, n, s) for s in study.seeds for n in study.configurations]
+    total = len(study.seeds) * len(trained)
     done = 0
     with _quiet_logs():
         for seed in study.seeds:
-            for name in study.configurations:
+            for name in trained:
                 done += 1
-                path = result_path(out_dir, name, seed)
-                paths.append(path)
-                old = read_json(path)
-                if old is not None and old.get("fingerprint") == study.fingerprint(name, seed):
+                names = [name, *study.refined_from(name)]
+                if all(_finished(study, out_dir, n, seed) for n in names):
                     progress(f"[{done}/{total}] {name} seed {seed}: done before, skipped")
                     continue
                 progress(f"[{done}/{total}] {name} seed {seed}: training")
-                result = run_one(study, name, seed, batches, tasks, work_dir)
-                write_json(path, result)
+                results = run_one(study, name, seed, batches, tasks, work_dir)
+                for n, result in results.items():
+                    write_json(result_path(out_dir, n, seed), result)
+                result = results[name]
                 progress(
                     f"[{done}/{total}] {name} seed {seed}: finished in "
                     f"{result['wall_seconds']:.0f} s ({result['steps']} steps)"
                 )
     return paths
+
+
+def _finished(study: Study, out_dir: Path, name: str, seed: int) -> bool:
+    old = read_json(result_path(out_dir, name, seed))
+    return old is not None and old.get("fingerprint") == study.fingerprint(name, seed)
 
 
 @contextlib.contextmanager

@@ -11,9 +11,14 @@ A study YAML (packaged ones live in ``mtcp/configs/experiments/``) has the secti
 ``configurations``
     ``name: {label, group, overrides, per_task}``: the overrides of that configuration (applied
     last); ``per_task: true`` trains one model per task (single-task baselines).
+    ``name: {label, group, refine_of: other, refine: {options}}``: not trained; the models of
+    ``other`` (same seed) with their test depth and normals refined
+    (:func:`mtcp.inference.refine.refine_depth_normals` with ``options``).
 ``claims``
-    ``{text, metric, better, than}``: configuration ``better`` beats ``than`` on ``metric``
-    (``delta_m``, ``<task>/<metric>`` or ``coherence/<name>``).
+    ``{text, metric, better, than}``: configuration ``better`` beats ``than`` on ``metric``:
+    ``delta_m``, ``delta_m_worst`` (the lowest per-task Δm term) or a key with per-image
+    values (:func:`mtcp.metrics.per_image.per_image_keys`: each task's main metric,
+    ``coherence/depth_normal_mean``, ``coherence/boundary_F``).
 ``quick``
     ``seeds``, ``configurations`` (a subset), ``test_scenes`` and ``overrides`` (applied after
     ``base``) for ``--quick``.
@@ -33,10 +38,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from mtcp.engine.config import Config, config_from_dict, load_config
 from mtcp.errors import MtcpError
+from mtcp.experiment.stats import DELTA_M_METRICS
+from mtcp.inference.refine import refine_depth_normals
+from mtcp.metrics.per_image import per_image_keys
 
 SECTIONS = ("study", "base", "configurations", "claims", "quick")
 
@@ -50,6 +59,9 @@ class Configuration:
     groups: tuple[str, ...]
     overrides: Mapping[str, Any]
     per_task: bool = False
+    #: not trained: the models of this configuration, test maps refined with ``refine``
+    refine_of: str | None = None
+    refine: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,10 @@ class Study:
             runs.append((tasks, one))
         return runs
 
+    def refined_from(self, name: str) -> list[str]:
+        """The configurations that refine the maps of configuration ``name``."""
+        return [n for n, c in self.configurations.items() if c.refine_of == name]
+
     def fingerprint(self, name: str, seed: int) -> str:
         """Hash of the study entries that define run (``name``, ``seed``).
 
@@ -133,6 +149,10 @@ class Study:
         engine config, delete the results to re-run (reports list the source versions used).
         """
         conf = self.configurations[name]
+        if conf.refine_of is not None:
+            parent = self.fingerprint(conf.refine_of, seed)
+            text = json.dumps([parent, conf.refine], sort_keys=True, default=str)
+            return hashlib.sha256(text.encode()).hexdigest()[:16]
         payload = {
             "base": [self.base_config, self.base_overrides],
             "configuration": [conf.overrides, conf.per_task],
@@ -231,6 +251,8 @@ def _configuration(name: str, c: Mapping[str, Any]) -> Configuration:
         groups=tuple(groups) if isinstance(groups, list) else (str(groups),),
         overrides=dict(c.get("overrides") or {}),
         per_task=bool(c.get("per_task", False)),
+        refine_of=None if c.get("refine_of") is None else str(c["refine_of"]),
+        refine=dict(c.get("refine") or {}) if c.get("refine_of") is not None else None,
     )
 
 
@@ -253,14 +275,47 @@ def _check(study: Study, where: str) -> None:
                 raise MtcpError(
                     f"{where}: claim {claim.text!r} names unknown configuration {ref!r}"
                 )
-        if claim.metric != "delta_m" and "/" not in claim.metric:
+        allowed = [*DELTA_M_METRICS, *per_image_keys(study.tasks)]
+        if claim.metric not in allowed:
             raise MtcpError(
-                f"{where}: claim {claim.text!r}: metric must be delta_m or group/name, "
-                f"got {claim.metric!r}"
+                f"{where}: claim {claim.text!r}: metric {claim.metric!r} has no per-image "
+                f"values to judge it by; metrics: {', '.join(allowed)}"
             )
-    for name in study.quick.get("configurations", []):
+    for name, conf in study.configurations.items():
+        if conf.refine_of is None:
+            continue
+        parent = study.configurations.get(conf.refine_of)
+        if parent is None or parent.refine_of is not None:
+            raise MtcpError(
+                f"{where}: configuration {name!r}: refine_of {conf.refine_of!r} must name a "
+                "trained configuration"
+            )
+        if conf.overrides or conf.per_task:
+            raise MtcpError(
+                f"{where}: configuration {name!r} refines {conf.refine_of!r}: it takes no "
+                "overrides or per_task of its own"
+            )
+        runs = study.engine_configs(conf.refine_of, study.seeds[0])
+        parent_tasks = [t for tasks, _ in runs for t in tasks]
+        if "depth" not in parent_tasks or "normals" not in parent_tasks:
+            raise MtcpError(
+                f"{where}: configuration {name!r}: refining needs depth and normals, "
+                f"{conf.refine_of!r} trains {parent_tasks}"
+            )
+        try:
+            refine_depth_normals(
+                torch.ones(1, 4, 4), torch.ones(3, 4, 4), torch.ones(4), 0, **conf.refine
+            )
+        except TypeError as err:
+            raise MtcpError(f"{where}: configuration {name!r}: refine: {err}") from None
+    quick = study.quick.get("configurations", [])
+    for name in quick:
         if name not in names:
             raise MtcpError(f"{where}: quick.configurations names unknown configuration {name!r}")
+        parent = study.configurations[name].refine_of
+        if parent is not None and parent not in quick:
+            raise MtcpError(f"{where}: quick.configurations has {name!r} but not {parent!r}")
     for variant in (study, study.quick_variant()):  # every override resolves
-        for name in variant.configurations:
-            variant.engine_configs(name, variant.seeds[0])
+        for name, conf in variant.configurations.items():
+            if conf.refine_of is None:
+                variant.engine_configs(name, variant.seeds[0])

@@ -40,7 +40,9 @@ are scaled to the 8-bit range.
 ``predictor.predict(image, review=True)`` adds ``"review"``: the image's review score
 (:class:`mtcp.inference.review.Review`: a score in [0, 1], higher = more likely wrong, the flag
 and its reasons) from the calibration stored with the model at the end of ``mtcp train``;
-``probabilities=True`` adds ``"<task>_probs"`` (softmax, float32 ``[H, W, C]``) for class tasks.
+``probabilities=True`` adds ``"<task>_probs"`` (softmax, float32 ``[H, W, C]``) for class tasks;
+``refine=True`` adjusts depth and normals jointly so that they agree
+(:mod:`~mtcp.inference.refine`; the model must predict both and store its training camera).
 
 Modules: :mod:`~mtcp.inference.predictor` (``Predictor``, ``load``, the resize policy),
 :mod:`~mtcp.inference.formats` (checkpoint and safetensors readers),
@@ -48,7 +50,8 @@ Modules: :mod:`~mtcp.inference.predictor` (``Predictor``, ``load``, the resize p
 physical maps), :mod:`~mtcp.inference.evaluate` (``evaluate``: the one evaluation loop),
 :mod:`~mtcp.inference.outputs` (files written per image, coherence scores, CSV columns),
 :mod:`~mtcp.inference.inputs` (image files, folders, videos) and
-:mod:`~mtcp.inference.folder` (``predict_to_folder``: what ``mtcp predict`` does).
+:mod:`~mtcp.inference.folder` (``predict_to_folder``: what ``mtcp predict`` does),
+:mod:`~mtcp.inference.refine` (joint depth–normal refinement).
 The review score: :mod:`~mtcp.inference.review` (parts and score),
 :mod:`~mtcp.inference.review_calibration` (its fit), :mod:`~mtcp.inference.input_stats`
 (image statistics), :mod:`~mtcp.inference.review_check` (the report of ``mtcp evaluate``,

@@ -19,6 +19,12 @@ Two optional reports (issue 17): ``groups`` (a CSV of image id → group,
 ``review`` adds the review score report of :mod:`mtcp.inference.review_check` (ranking of the
 images by their real error, flag rates, and with ``"all"`` the corruption and
 real-photograph checks).
+
+Two options of the study (issue 15): ``refine`` scores depth and normals after the joint
+refinement of :mod:`mtcp.inference.refine` (with each batch's camera, ``batch["intrinsics"]``,
+else the training camera scaled to the image), and ``per_image=True`` adds
+``report["per_image"]``, the per-image values of :class:`mtcp.metrics.per_image.PerImageValues`
+(in evaluation order).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtcp.errors import MtcpError
 from mtcp.inference.predictor import Predictor, load
+from mtcp.inference.refine import refine_depth_normals
 from mtcp.io import write_json
 
 
@@ -128,6 +135,44 @@ def _dataset(
     return dataset
 
 
+def _refine_options(refine: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``refine`` of :func:`evaluate` as keyword arguments of ``refine_depth_normals`` (None:
+    no refinement)."""
+    if refine is None or refine is False:
+        return None
+    return {} if refine is True else dict(refine)
+
+
+def refine_outputs(
+    outputs: Mapping[str, torch.Tensor],
+    batch: Mapping[str, Any],
+    predictors: Sequence[Predictor],
+    options: Mapping[str, Any],
+) -> dict[str, torch.Tensor]:
+    """``outputs`` (model units at the images' size) with depth and normals refined to agree
+    (:func:`mtcp.inference.refine.refine_depth_normals` with ``options``); the camera of each
+    image is ``batch["intrinsics"]`` where finite, else the training camera of the predictor
+    of depth scaled to the image."""
+    depth, normals = outputs["depth"], outputs["normals"]
+    n = depth.shape[0]
+    given = batch.get("intrinsics")
+    k = torch.full((n, 4), float("nan"))
+    if given is not None:
+        k = torch.as_tensor(given, dtype=torch.float32).reshape(n, 4).clone()
+    missing = ~torch.isfinite(k).all(1)
+    if bool(missing.any()):
+        camera = next(p.camera(depth.shape[-2:]) for p in predictors if "depth" in p.tasks)
+        if camera is None:
+            raise MtcpError(
+                "evaluate: refine needs a camera; the batch has no intrinsics and the model "
+                "file stores none"
+            )
+        k[missing] = torch.as_tensor(camera, dtype=torch.float32)
+    out = dict(outputs)
+    out["depth"], out["normals"] = refine_depth_normals(depth, normals, k, **options)
+    return out
+
+
 @torch.no_grad()
 def score(
     predictors: Sequence[Predictor],
@@ -136,16 +181,24 @@ def score(
     targets: Any = None,
     grouped: Any = None,
     ids: set[str] | None = None,
+    refine: Mapping[str, Any] | None = None,
+    per_image: Any = None,
 ) -> int:
     """Update ``metrics`` (and the target-coherence ``targets``, the per-group ``grouped``
-    metrics) with the joint predictions of ``predictors`` on every batch; returns the number of
-    images seen. ``ids`` collects the ids of the images seen (for the groups check)."""
+    metrics, the :class:`~mtcp.metrics.per_image.PerImageValues` ``per_image``) with the joint
+    predictions of ``predictors`` on every batch, their depth and normals refined with the
+    options ``refine`` when given (:func:`refine_outputs`); returns the number of images seen.
+    ``ids`` collects the ids of the images seen (for the groups check)."""
     n_images = 0
     for batch in batches:
         outputs: dict[str, torch.Tensor] = {}
         for predictor in predictors:
             outputs.update(predictor.forward(batch["image"]))
+        if refine is not None:
+            outputs = refine_outputs(outputs, batch, predictors, refine)
         metrics.update(outputs, batch)
+        if per_image is not None:
+            per_image.update(outputs, batch)
         if grouped is not None:
             grouped.update(outputs, batch)
         if ids is not None and "id" in batch:
@@ -175,6 +228,8 @@ def evaluate(
     review: str = "none",
     review_rate: float | None = None,
     review_threshold: float | None = None,
+    refine: bool | Mapping[str, Any] | None = None,
+    per_image: bool = False,
 ) -> dict[str, Any]:
     """Every metric of the model's tasks, coherence and (with references) Δm.
 
@@ -199,12 +254,17 @@ def evaluate(
             (ranking and flag rates) or ``"none"`` (default): ``report["review"]``
             (:mod:`mtcp.inference.review_check`; one model and a dataset only).
         review_rate, review_threshold: the review budget (default: the model's calibration).
+        refine: score depth and normals refined to agree: True (the defaults) or keyword
+            arguments of :func:`mtcp.inference.refine.refine_depth_normals`; needs both tasks.
+        per_image: add ``report["per_image"]``, ``{key: [value per image]}``
+            (:class:`mtcp.metrics.per_image.PerImageValues`).
 
     Returns:
         the JSON-ready report: ``checkpoint``, ``model``, ``data``, ``split``, ``n_images``,
         ``protocol``, ``seconds``, ``metrics`` (``{task: {metric: value}, "coherence": ...}``,
         counters included), ``details``, ``targets`` and, with references, ``delta_m`` (%) and
-        ``delta_m_terms``; ``groups`` and ``review`` when asked for.
+        ``delta_m_terms``; ``groups``, ``review``, ``per_image`` and ``refine`` (the
+        refinement's options) when asked for.
     """
     # lazy: numba kernels and torchmetrics load only when scoring, keeps `mtcp --help` fast
     from mtcp.metrics import build_metrics, delta_m, delta_m_terms, load_references, to_floats
@@ -239,6 +299,14 @@ def evaluate(
     batches = DataLoader(dataset, batch_size=batch_size) if isinstance(dataset, Dataset) else data
     metric_dataset = metric_dataset or getattr(inner, "metrics_dataset", "nyud")
     metrics = build_metrics(tasks, protocol, dataset=metric_dataset)
+    refine_options = _refine_options(refine)
+    if refine_options is not None and not {"depth", "normals"} <= set(tasks):
+        raise MtcpError(f"evaluate: refine needs depth and normals; the model predicts {tasks}")
+    values = None
+    if per_image:
+        from mtcp.metrics.per_image import PerImageValues
+
+        values = PerImageValues(tasks, protocol, metric_dataset)
     target_metrics = target_coherence_metrics(tasks) if targets else None
     grouped, seen_ids, assignment = None, set(), {}
     if groups is not None:
@@ -253,7 +321,16 @@ def evaluate(
     if review != "none" and (len(predictors) != 1 or not isinstance(dataset, Dataset)):
         raise MtcpError("evaluate: the review report needs one model and a dataset")
     start = time.monotonic()
-    n_images = score(predictors, batches, metrics, target_metrics, grouped, seen_ids)
+    n_images = score(
+        predictors,
+        batches,
+        metrics,
+        target_metrics,
+        grouped,
+        seen_ids,
+        refine=refine_options,
+        per_image=values,
+    )
     results = to_floats(metrics.compute())
     report: dict[str, Any] = {
         "checkpoint": where if isinstance(model, (str, os.PathLike)) else None,
@@ -268,6 +345,10 @@ def evaluate(
         "details": metrics.details(),
         "targets": to_floats(target_metrics.compute()) if target_metrics is not None else {},
     }
+    if refine_options is not None:
+        report["refine"] = refine_options
+    if values is not None:
+        report["per_image"] = values.values(metrics)
     if grouped is not None:
         from mtcp.inference.groups import check_groups
 

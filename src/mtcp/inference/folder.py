@@ -6,9 +6,11 @@ while the model runs in this one, and each predicted image is scored and written
 thread while the model runs on the next batch. Every image is resized to the network's input
 size, so images of any size share a batch; the outputs are resized back to each image's own
 size. Each image's review score (:mod:`mtcp.inference.review`) is computed from the network's
-inputs and outputs of its batch. A failure of one image (unreadable file, a decoder error, any
-exception while predicting, scoring or writing it) is reported, listed in ``predictions.csv``
-with its error, and skipped; the others go on.
+inputs and outputs of its batch. With ``refine=True`` each image's depth and normals are
+refined to agree (:meth:`Predictor.refine`, in the writing thread) before they are written and
+scored for coherence; the review score stays that of the network's outputs. A failure of one
+image (unreadable file, a decoder error, any exception while predicting, scoring or writing it)
+is reported, listed in ``predictions.csv`` with its error, and skipped; the others go on.
 
 The output folder must be new or empty unless ``overwrite=True``, which replaces only the files
 this function writes (other files in the folder are left alone).
@@ -109,8 +111,10 @@ class _Writer:
         raw: str,
         report: Callable[[str], None],
         threads: int,
+        refine: bool = False,
     ) -> None:
         self.predictor, self.out, self.raw, self.report = predictor, out, raw, report
+        self.refine = refine
         self.used: set[str] = set()
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
         self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
@@ -142,6 +146,8 @@ class _Writer:
     ) -> None:
         rgb = item["rgb"]
         try:
+            if self.refine:
+                raw_maps = self.predictor.refine(raw_maps, rgb.shape[:2])
             maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
             scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
             write_outputs(
@@ -197,6 +203,7 @@ def predict_to_folder(
     review_rate: float | None = None,
     review_threshold: float | None = None,
     overwrite: bool = False,
+    refine: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
     writer_threads: int = 1,
@@ -215,6 +222,8 @@ def predict_to_folder(
             calibration's ``review.rate``).
         review_threshold: flag images whose review score exceeds this value in [0, 1]
             (instead of a rate). Both are ignored for an uncalibrated model (legacy rule).
+        refine: refine each image's depth and normals to agree before writing them
+            (:mod:`mtcp.inference.refine`; the model needs both tasks and a camera).
         batch_size: images per forward pass.
         workers: decoding processes (``0`` = decode in this process; default
             :func:`default_workers`).
@@ -228,6 +237,8 @@ def predict_to_folder(
     """
     if raw not in RAW_FORMATS:
         raise MtcpError(f"raw format {raw!r}: expected one of {', '.join(RAW_FORMATS)}")
+    if refine:
+        predictor.check_refine()
     out = check_output_folder(out, overwrite)
     entries = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +250,7 @@ def predict_to_folder(
         collate_fn=as_list,
         num_workers=min(workers, len(entries)),
     )
-    writer = _Writer(predictor, out, raw, report, writer_threads)
+    writer = _Writer(predictor, out, raw, report, writer_threads, refine)
     budget = {"rate": review_rate, "threshold": review_threshold}
     has_video = any(e.kind == "video" for e in entries)
     bar = _progress_bar(None if has_video else len(entries), progress)

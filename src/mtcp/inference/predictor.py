@@ -25,6 +25,7 @@ from mtcp.inference import precision as prec
 from mtcp.inference.formats import load_checkpoint_model, load_safetensors, safetensors_metadata
 from mtcp.inference.maps import to_numpy_maps
 from mtcp.inference.onnx_runtime import OnnxModel
+from mtcp.inference.refine import refine_depth_normals
 from mtcp.tasks import IMAGENET_MEAN, IMAGENET_STD, get_task
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ class Predictor:
         review_rate: float | None = None,
         review_threshold: float | None = None,
         probabilities: bool = False,
+        refine: bool = False,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Per-task maps in physical units for one image, or a list of dicts for a list.
 
@@ -235,10 +237,15 @@ class Predictor:
         model's review calibration; ``review_rate`` / ``review_threshold`` override its budget.
         With ``probabilities=True`` each class task also gets ``"<task>_probs"``: the softmax,
         float32 ``[H, W, C]`` (binary tasks are probabilities already).
+        ``refine=True`` adjusts depth and normals at the image's size so that they agree
+        (:mod:`mtcp.inference.refine`; needs both tasks and the training camera); the review
+        scores the network's own outputs.
         """
         single = isinstance(images, (str, Path, np.ndarray, Image.Image))
         items = [images] if single else list(images)
         arrays = [to_rgb_array(x) for x in items]
+        if refine:
+            self.check_refine()
         results: list[dict[str, Any]] = []
         for start in range(0, len(arrays), batch_size):
             chunk = arrays[start : start + batch_size]
@@ -250,7 +257,9 @@ class Predictor:
                 if review
                 else [None] * len(raws)
             )
-            for raw, verdict in zip(raws, reviews):
+            for rgb, raw, verdict in zip(chunk, raws, reviews):
+                if refine:
+                    raw = self.refine(raw, rgb.shape[:2])
                 maps: dict[str, Any] = to_numpy_maps(
                     {t: v[None] for t, v in raw.items()}, self.tasks
                 )[0]
@@ -263,6 +272,28 @@ class Predictor:
                             maps[f"{task}_probs"] = probs.numpy().astype(np.float32)
                 results.append(maps)
         return results[0] if single else results
+
+    def check_refine(self) -> None:
+        """Raise :class:`MtcpError` unless the model can be refined (depth, normals, camera)."""
+        missing = [t for t in ("depth", "normals") if t not in self.tasks]
+        if missing:
+            raise MtcpError(
+                f"refine: the model predicts {', '.join(self.tasks)}; refining needs depth and "
+                f"normals (missing {', '.join(missing)})"
+            )
+        if self.intrinsics is None:
+            raise MtcpError("refine: the model file stores no camera (intrinsics) to refine with")
+
+    def refine(
+        self, raw: Mapping[str, torch.Tensor], size: Sequence[int]
+    ) -> dict[str, torch.Tensor]:
+        """One image's outputs ``{task: [C, h, w]}`` at its ``size = (h, w)`` with depth and
+        normals refined to agree (:func:`mtcp.inference.refine.refine_depth_normals`, the
+        training camera scaled to ``size``); the other tasks unchanged."""
+        camera = torch.from_numpy(np.asarray(self.camera(size), dtype=np.float32))
+        out = dict(raw)
+        out["depth"], out["normals"] = refine_depth_normals(raw["depth"], raw["normals"], camera)
+        return out
 
     def camera(self, size: Sequence[int]) -> np.ndarray | None:
         """The training camera scaled to an image of ``size = (H, W)`` (None when unknown)."""

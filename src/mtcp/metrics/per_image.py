@@ -19,6 +19,29 @@ without a person for ``human_parts``) gets NaN for that task.
 ``per_image_gm_error`` is the geometric mean over tasks of ``max(e_t, 1e-6)``, over the tasks
 whose error is defined for that image (NaN when none is); because it is a geometric mean, the
 ranking of images does not depend on the tasks' units.
+
+Per-image *values* (:class:`PerImageValues`, ``mtcp.evaluate(..., per_image=True)``; what the
+study's claim statistics resample, :mod:`mtcp.experiment.stats`): for every image, in
+evaluation order (NaN where a value is undefined for that image), each task's main metric on
+that image — ``1 − e`` or ``e`` for its error ``e`` above, by the key's direction
+(:func:`mtcp.metrics.higher_is_better`) — and the coherence scores of the image:
+
+===============================  =============================================================
+key                              per-image value
+===============================  =============================================================
+``semseg/mIoU``                  mean IoU over the classes present in the image's target or
+                                 prediction
+``depth/rmse``                   RMSE in metres over the image's valid pixels
+``normals/mean``                 mean angle in degrees over the image's valid pixels
+``edge/odsF``                    BSDS F of the image at its own best threshold (its oisF: a
+                                 single image has no dataset-wide threshold)
+``sal/maxF``                     maxF of the image
+``coherence/depth_normal_mean``  mean depth–normal angle in degrees (SPEC §7)
+``coherence/boundary_F``         boundary-coherence F of the image (SPEC §7)
+===============================  =============================================================
+
+The image mean of a key differs from the pooled metric (pixels pooled over images,
+dataset-wide class IoU and edge threshold) by weighting each image equally.
 """
 
 from __future__ import annotations
@@ -32,6 +55,7 @@ import torch
 from torchmetrics import Metric
 
 from mtcp.metrics.collection import build_metrics
+from mtcp.metrics.directions import higher_is_better
 from mtcp.metrics.segmentation import SegmentationMetrics
 from mtcp.tasks import get_task, resolve_tasks
 
@@ -123,3 +147,47 @@ def per_image_gm_error(errors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     logs = torch.where(defined, stacked.clamp_min(ERROR_FLOOR).log(), torch.zeros_like(stacked))
     count = defined.sum(0)
     return torch.where(count > 0, (logs.sum(0) / count.clamp_min(1)).exp(), math.nan)
+
+
+#: the coherence keys with per-image values, and the metric of the collection they come from
+COHERENCE_KEYS = {"coherence/depth_normal_mean": "depth_normal", "coherence/boundary_F": "boundary"}
+
+
+def per_image_keys(tasks: Iterable[str]) -> list[str]:
+    """Keys of :class:`PerImageValues` for ``tasks`` (each task's main metric, then coherence)."""
+    return [*(f"{t}/{get_task(t).main_metric}" for t in tasks), *COHERENCE_KEYS]
+
+
+class PerImageValues:
+    """Accumulates per-image values (module docstring) during an evaluation loop.
+
+    ``update(outputs, batch)`` next to ``metrics.update``; ``values(metrics)`` after the loop
+    adds the coherence values kept by the collection ``metrics`` (:func:`build_metrics`) and
+    returns ``{key: [value per image]}``.
+    """
+
+    def __init__(
+        self, tasks: Mapping[str, int], protocol: str = "mtinet", dataset: str = "nyud"
+    ) -> None:
+        self.tasks = dict(tasks)
+        self.protocol = protocol
+        self.dataset = dataset
+        self._values: dict[str, list[float]] = {}
+
+    @torch.no_grad()
+    def update(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+        """Add the per-image values of one batch (model units, at the targets' size)."""
+        mine = {t: outputs[t] for t in self.tasks}
+        errors = per_image_errors(mine, batch, self.tasks, self.protocol, self.dataset)
+        for task, error in errors.items():
+            key = f"{task}/{get_task(task).main_metric}"
+            value = 1.0 - error if higher_is_better(key) else error
+            self._values.setdefault(key, []).extend(float(v) for v in value)
+
+    def values(self, metrics: Any) -> dict[str, list[float]]:
+        """``{key: per-image values}`` (see the module docstring)."""
+        out = dict(self._values)
+        for key, name in COHERENCE_KEYS.items():
+            if name in metrics.extra_metrics:
+                out[key] = [float(v) for v in metrics.extra_metrics[name].per_image().tolist()]
+        return out

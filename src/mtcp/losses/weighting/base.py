@@ -33,9 +33,23 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from mtcp.errors import MtcpError
+from mtcp.losses.consistency import TERMS
 from mtcp.tasks import resolve_tasks
 
 NONFINITE_POLICIES = ("raise", "skip")
+
+
+def term_names(tasks: Iterable[str] | Mapping[str, int]) -> tuple[str, ...]:
+    """The weighted terms in order: task names (checked) and consistency terms
+    (:data:`mtcp.losses.consistency.TERMS`), which a scheme weights like tasks."""
+    names = list(tasks)
+    if isinstance(tasks, Mapping):
+        resolve_tasks({n: c for n, c in tasks.items() if n not in TERMS})
+    else:
+        resolve_tasks([n for n in names if n not in TERMS])
+    if len(set(names)) != len(names):
+        raise MtcpError(f"a weighted term is listed twice in {names}")
+    return tuple(names)
 
 
 class WeightingScheme(nn.Module):
@@ -71,7 +85,7 @@ class WeightingScheme(nn.Module):
         process_group: Any = None,
     ) -> None:
         super().__init__()
-        self.tasks: tuple[str, ...] = tuple(resolve_tasks(tasks))
+        self.tasks: tuple[str, ...] = term_names(tasks)
         if window != "epoch" and not (isinstance(window, int) and window > 0):
             raise MtcpError(f"window must be 'epoch' or a positive number of steps, got {window!r}")
         if on_nonfinite not in NONFINITE_POLICIES:

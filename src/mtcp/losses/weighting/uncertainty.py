@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtcp.losses.consistency import TERM_KINDS
 from mtcp.losses.weighting.base import WeightingScheme
 from mtcp.tasks import get_task
 
@@ -44,7 +45,8 @@ class UncertaintyWeighting(WeightingScheme):
     ) -> None:
         super().__init__(tasks, **kwargs)
         self.log_vars = nn.Parameter(torch.full((len(self.tasks),), float(init_log_var)))
-        scale = [0.5 if get_task(t).kind in REGRESSION_KINDS else 1.0 for t in self.tasks]
+        kinds = [TERM_KINDS.get(t) or get_task(t).kind for t in self.tasks]
+        scale = [0.5 if kind in REGRESSION_KINDS else 1.0 for kind in kinds]
         self.register_buffer("scale", torch.tensor(scale), persistent=False)
 
     def _combine(self, losses: list[Tensor]) -> Tensor:
