@@ -112,6 +112,14 @@ def test_quick_study_writes_results_report_and_resumes(tmp_path: Path, capsys) -
     (out / "EXPERIMENTS.md").unlink()
     assert main(["experiment", STUDY, "--quick", "--out", str(out), "--report-only"]) == 0
     assert (out / "EXPERIMENTS.md").read_text() == report
+    # sections written by hand below the marker survive a rewrite
+    from mtcp.experiment.report import HAND_WRITTEN
+
+    notes = f"{HAND_WRITTEN}\n\n## Notes by hand\n\nkept\n"
+    (out / "EXPERIMENTS.md").write_text(report + "\n" + notes)
+    assert main(["experiment", STUDY, "--quick", "--out", str(out), "--report-only"]) == 0
+    assert (out / "EXPERIMENTS.md").read_text() == report.rstrip("\n") + "\n\n" + notes
+    (out / "EXPERIMENTS.md").write_text(report)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
     capsys.readouterr()
     assert main(["experiment", STUDY, "--quick", "--out", str(out)]) == 0

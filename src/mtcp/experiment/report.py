@@ -277,8 +277,24 @@ def source_version(results: Sequence[Mapping[str, Any]]) -> str:
     return sources[0]
 
 
+#: a line in the report after which the sections are written by hand and kept by every run
+HAND_WRITTEN = (
+    "<!-- written by hand below this line: kept when mtcp experiment rewrites the file -->"
+)
+
+
+def keep_hand_written(old: str, new: str) -> str:
+    """``new`` followed by the hand-written part of ``old`` (from :data:`HAND_WRITTEN` on)."""
+    if HAND_WRITTEN not in old:
+        return new
+    return new.rstrip("\n") + "\n\n" + old[old.index(HAND_WRITTEN) :]
+
+
 def write_report(study: Study, out_dir: str | Path, report_path: str | Path, command: str) -> Path:
-    """Write the plots and ``report_path`` (atomically); returns ``report_path``."""
+    """Write the plots and ``report_path`` (atomically), keeping its hand-written sections;
+    returns ``report_path``."""
     report_path = Path(report_path)
-    atomic_write_text(report_path, render(study, out_dir, report_path, command))
+    old = report_path.read_text(encoding="utf-8") if report_path.is_file() else ""
+    text = keep_hand_written(old, render(study, out_dir, report_path, command))
+    atomic_write_text(report_path, text)
     return report_path
