@@ -71,7 +71,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtcp.engine.callbacks import metrics_table
-    from mtcp.inference.evaluate import evaluate, save_report
+    from mtcp.inference.evaluate import evaluate
+    from mtcp.inference.evaluation_file import save_report
 
     report = evaluate(
         args.checkpoint,

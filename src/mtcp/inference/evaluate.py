@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,8 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtcp.errors import MtcpError
 from mtcp.inference.predictor import Predictor, load
-from mtcp.inference.refine import refine_depth_normals
-from mtcp.io import write_json
+from mtcp.inference.refine import refine_options, refine_outputs
 
 
 def target_coherence_metrics(tasks: Mapping[str, int]) -> Any:
@@ -133,44 +131,6 @@ def _dataset(
     )
     _check_tasks(dict(getattr(dataset, "tasks", tasks)), tasks, where, source)
     return dataset
-
-
-def _refine_options(refine: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``refine`` of :func:`evaluate` as keyword arguments of ``refine_depth_normals`` (None:
-    no refinement)."""
-    if refine is None or refine is False:
-        return None
-    return {} if refine is True else dict(refine)
-
-
-def refine_outputs(
-    outputs: Mapping[str, torch.Tensor],
-    batch: Mapping[str, Any],
-    predictors: Sequence[Predictor],
-    options: Mapping[str, Any],
-) -> dict[str, torch.Tensor]:
-    """``outputs`` (model units at the images' size) with depth and normals refined to agree
-    (:func:`mtcp.inference.refine.refine_depth_normals` with ``options``); the camera of each
-    image is ``batch["intrinsics"]`` where finite, else the training camera of the predictor
-    of depth scaled to the image."""
-    depth, normals = outputs["depth"], outputs["normals"]
-    n = depth.shape[0]
-    given = batch.get("intrinsics")
-    k = torch.full((n, 4), float("nan"))
-    if given is not None:
-        k = torch.as_tensor(given, dtype=torch.float32).reshape(n, 4).clone()
-    missing = ~torch.isfinite(k).all(1)
-    if bool(missing.any()):
-        camera = next(p.camera(depth.shape[-2:]) for p in predictors if "depth" in p.tasks)
-        if camera is None:
-            raise MtcpError(
-                "evaluate: refine needs a camera; the batch has no intrinsics and the model "
-                "file stores none"
-            )
-        k[missing] = torch.as_tensor(camera, dtype=torch.float32)
-    out = dict(outputs)
-    out["depth"], out["normals"] = refine_depth_normals(depth, normals, k, **options)
-    return out
 
 
 @torch.no_grad()
@@ -299,8 +259,8 @@ def evaluate(
     batches = DataLoader(dataset, batch_size=batch_size) if isinstance(dataset, Dataset) else data
     metric_dataset = metric_dataset or getattr(inner, "metrics_dataset", "nyud")
     metrics = build_metrics(tasks, protocol, dataset=metric_dataset)
-    refine_options = _refine_options(refine)
-    if refine_options is not None and not {"depth", "normals"} <= set(tasks):
+    refining = refine_options(refine)
+    if refining is not None and not {"depth", "normals"} <= set(tasks):
         raise MtcpError(f"evaluate: refine needs depth and normals; the model predicts {tasks}")
     values = None
     if per_image:
@@ -328,7 +288,7 @@ def evaluate(
         target_metrics,
         grouped,
         seen_ids,
-        refine=refine_options,
+        refine=refining,
         per_image=values,
     )
     results = to_floats(metrics.compute())
@@ -345,8 +305,8 @@ def evaluate(
         "details": metrics.details(),
         "targets": to_floats(target_metrics.compute()) if target_metrics is not None else {},
     }
-    if refine_options is not None:
-        report["refine"] = refine_options
+    if refining is not None:
+        report["refine"] = refining
     if values is not None:
         report["per_image"] = values.values(metrics)
     if grouped is not None:
@@ -377,46 +337,3 @@ def evaluate(
         report["delta_m"] = delta_m(results, refs, tasks=list(tasks))
         report["delta_m_terms"] = delta_m_terms(results, refs, tasks=list(tasks))
     return report
-
-
-def report_path(checkpoint: str | os.PathLike[str], split: str) -> Path:
-    """Default JSON file of an evaluation: ``<checkpoint stem>.<split>.json`` beside it."""
-    return Path(checkpoint).with_suffix(f".{split}.json")
-
-
-def save_report(
-    report: Mapping[str, Any], out: str | os.PathLike[str] | None, split: str = "test"
-) -> tuple[Path, str | None]:
-    """Write ``report`` as JSON where it can; returns ``(path written, note or None)``.
-
-    ``out`` given: written there, or an :class:`MtcpError` saying why not. ``out=None``: beside
-    the checkpoint (:func:`report_path`); when that folder is not writable (read-only, no
-    permission, full), into the current folder instead, and the note says so.
-    """
-
-    if out is not None:
-        try:
-            return write_json(out, report), None
-        except (OSError, MtcpError) as err:
-            raise MtcpError(
-                f"cannot write the results to {out} ({_why(err)}); the table above holds them: "
-                "choose another --out"
-            ) from None
-    default = report_path(report["checkpoint"] or "evaluation", split)
-    try:
-        return write_json(default, report), None
-    except (OSError, MtcpError) as err:
-        fallback = Path.cwd() / default.name
-        reason = f"cannot write {default} ({_why(err)})"
-        try:
-            write_json(fallback, report)
-        except (OSError, MtcpError) as err2:
-            raise MtcpError(
-                f"{reason}, nor {fallback} ({_why(err2)}); the table above holds the results: "
-                "pass --out FILE in a writable folder"
-            ) from None
-        return fallback, f"{reason}; wrote {fallback} instead (choose with --out)"
-
-
-def _why(err: Exception) -> str:
-    return (err.strerror if isinstance(err, OSError) else None) or str(err)

@@ -29,6 +29,9 @@ to 32.6° (the normals are pulled towards the worse, depth-implied ones).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -114,3 +117,43 @@ def refine_depth_normals(
         d = torch.where(valid, safe_d0 * torch.exp(r * torch.tanh(theta)), d0)
         n = torch.where(has_normal, F.normalize(n0 + delta, dim=1), n0)
     return (d[0], n[0]) if single else (d, n)
+
+
+def refine_options(refine: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``refine`` of :func:`evaluate` as keyword arguments of ``refine_depth_normals`` (None:
+    no refinement)."""
+    if refine is None or refine is False:
+        return None
+    return {} if refine is True else dict(refine)
+
+
+def refine_outputs(
+    outputs: Mapping[str, torch.Tensor],
+    batch: Mapping[str, Any],
+    predictors: Sequence[Any],
+    options: Mapping[str, Any],
+) -> dict[str, torch.Tensor]:
+    """``outputs`` (model units at the images' size) with depth and normals refined to agree
+    (for :func:`mtcp.evaluate`; ``predictors``: the :class:`~mtcp.inference.predictor.Predictor`
+    objects evaluated)
+    (:func:`mtcp.inference.refine.refine_depth_normals` with ``options``); the camera of each
+    image is ``batch["intrinsics"]`` where finite, else the training camera of the predictor
+    of depth scaled to the image."""
+    depth, normals = outputs["depth"], outputs["normals"]
+    n = depth.shape[0]
+    given = batch.get("intrinsics")
+    k = torch.full((n, 4), float("nan"))
+    if given is not None:
+        k = torch.as_tensor(given, dtype=torch.float32).reshape(n, 4).clone()
+    missing = ~torch.isfinite(k).all(1)
+    if bool(missing.any()):
+        camera = next(p.camera(depth.shape[-2:]) for p in predictors if "depth" in p.tasks)
+        if camera is None:
+            raise MtcpError(
+                "evaluate: refine needs a camera; the batch has no intrinsics and the model "
+                "file stores none"
+            )
+        k[missing] = torch.as_tensor(camera, dtype=torch.float32)
+    out = dict(outputs)
+    out["depth"], out["normals"] = refine_depth_normals(depth, normals, k, **options)
+    return out
