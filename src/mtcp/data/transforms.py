@@ -1,5 +1,8 @@
 """Joint, label-aware transforms of raw samples (SPEC §2.5) and the release's recipes.
 
+(One concept, kept in one file although over 350 lines: every transform shares the rules
+below, and the recipes are only compositions of them.)
+
 Every transform takes a raw sample (see :mod:`mtcp.data.sample`) and a
 ``numpy.random.Generator`` and returns a new raw sample in which the image and every label map
 moved together:

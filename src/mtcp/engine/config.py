@@ -1,5 +1,8 @@
 """Run configuration: typed sections, strict YAML files and ``section.key=value`` overrides.
 
+(One concept: the sections and their loading; the value checks live in
+:mod:`mtcp.engine.config_checks`.)
+
 A configuration is a :class:`Config` of eight sections (``run``, ``model``, ``data``, ``loss``,
 ``optim``, ``trainer``, ``eval``, ``review``), plain dataclasses used as OmegaConf structured
 configs: OmegaConf merges the defaults, a YAML file and the dotted overrides

@@ -1,5 +1,7 @@
 """A model ready for inference (:class:`Predictor`) and :func:`load`, which builds one from a
-file; inputs, outputs and accepted files are described in :mod:`mtcp.inference`.
+file; inputs, outputs and accepted files are described in :mod:`mtcp.inference`. (One
+concept: the predictor and the resize policy it applies; precision, review and refinement are
+delegated to their own modules.)
 
 The one resize policy of mtcp's inference and evaluation:
 
