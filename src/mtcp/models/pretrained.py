@@ -7,7 +7,7 @@
 
 ``model`` rebuilds the architecture with :func:`mtcp.models.registry.create_model`; the weights
 load through :func:`mtcp.models.weights.load_state` (strict, either transformers naming).
-huggingface_hub is imported only for a Hub id (``pip install 'mtcp[hub]'``).
+huggingface_hub (a dependency of timm and of mtcp) is imported only for a Hub id.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _files(source: str | os.PathLike[str], **hub_kwargs: Any) -> tuple[Path, Pat
     except ImportError:
         raise MtcpError(
             f"{source!r} is not a local folder; loading it from the Hugging Face Hub needs "
-            "huggingface_hub (pip install 'mtcp[hub]')"
+            "huggingface_hub (pip install huggingface_hub)"
         ) from None
     try:
         return tuple(  # type: ignore[return-value]
