@@ -60,26 +60,17 @@ def _reference_window_attention(block: PadThenRollBlock, x: torch.Tensor) -> tor
 
 def _blocks(dim=16, heads=2):
     torch.manual_seed(0)
-    ours = PadThenRollBlock(
-        dim,
-        (WINDOW, WINDOW),
-        heads,
-        window_size=WINDOW,
-        shift_size=WINDOW // 2,
-        always_partition=True,
-        dynamic_mask=True,
-    ).double()
+    args = (dim, (WINDOW, WINDOW), heads)
+    options = {
+        "window_size": WINDOW,
+        "shift_size": WINDOW // 2,
+        "always_partition": True,
+        "dynamic_mask": True,
+    }
+    ours = PadThenRollBlock(*args, **options).double()
     with torch.no_grad():  # a non-zero relative position bias, so the reference checks it
         ours.attn.relative_position_bias_table.normal_()
-    timm_order = SwinTransformerBlock(
-        dim,
-        (WINDOW, WINDOW),
-        heads,
-        window_size=WINDOW,
-        shift_size=WINDOW // 2,
-        always_partition=True,
-        dynamic_mask=True,
-    ).double()
+    timm_order = SwinTransformerBlock(*args, **options).double()
     timm_order.load_state_dict(ours.state_dict())
     return ours, timm_order
 

@@ -124,13 +124,15 @@ def write_outputs(
     scales: dict[str, Any] = {"classes": {t: list(n) for t, n in class_names.items()}}
     written.append(write_png(folder / "input.png", rgb, PNG_LEVEL))
     for task, value in maps.items():
-        colour = viz.colorize(task, value, n_classes=tasks[task])
+        span: dict[str, float] = {}
+        if get_task(task).kind == "depth":  # one range for the colours, the bar and the file
+            lo, hi = viz.depth_range(value)
+            span = {"vmin": lo, "vmax": hi}
+            scales["depth"] = {**span, "unit": "m", "cmap": "turbo"}
+        colour = viz.colorize(task, value, n_classes=tasks[task], **span)
         pictures[task] = colour
         names = class_names.get(task)
-        legends[task] = viz.legend(task, value, colour.shape[1], tasks[task], names)
-        if get_task(task).kind == "depth":
-            lo, hi = viz.depth_range(value)
-            scales["depth"] = {"vmin": lo, "vmax": hi, "unit": "m", "cmap": "turbo"}
+        legends[task] = viz.legend(task, value, colour.shape[1], tasks[task], names, **span)
         written.append(write_png(folder / f"{task}_color.png", colour, PNG_LEVEL))
         encode = RAW_PNG.get(get_task(task).kind) if raw == "png" else None
         if encode is None:
