@@ -18,12 +18,16 @@ raw values          ``--raw png`` (default): ``semseg.png`` class ids as 8-bit P
                     float32 [H, W, 3]; ``--raw npy`` writes every map as ``<task>.npy``
 ==================  =========================================================================
 
+``--outputs maps`` writes only the raw values and ``legend.json`` (no pictures): for pipelines
+that read the maps, faster.
+
 ``DIR/predictions.csv`` has one row per input with its status, size and the per-image
-coherence scores (SPEC §7; the camera is assumed to be the training camera scaled to the
-image): ``depth_normal_deg`` (mean angle between predicted normals and the normals implied by
-the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
-boundaries; higher is better; ``nan`` = undefined: neither map has a boundary, as in constant
-maps). ``review_score`` (in [0, 1], higher = more likely wrong) and ``review = 1`` come from the
+coherence scores (SPEC §7) of the network's maps at its input size with the training camera
+(with ``--refine``: of the refined maps at the image's size): ``depth_normal_deg`` (mean angle
+between predicted normals and the normals implied by the predicted depth; lower is better) and
+``boundary_f`` (agreement of segmentation and depth boundaries; higher is better; ``nan`` =
+undefined: neither map has a boundary, as in constant maps). ``review_score`` (in [0, 1],
+higher = more likely wrong) and ``review = 1`` come from the
 review score calibrated at the end of ``mtcp train`` (:mod:`mtcp.inference.review`): by default
 the checkpoint's review budget (``review.rate``, e.g. one image in ten of the validation images),
 ``--review-rate`` or ``--review-threshold`` to change it; ``reason`` says why in words. A model
@@ -47,7 +51,7 @@ import sys
 from typing import Any
 
 from mtcp.errors import MtcpError
-from mtcp.inference.outputs import RAW_FORMATS
+from mtcp.inference.outputs import OUTPUT_SETS, RAW_FORMATS
 
 
 def add_parser(subparsers: Any) -> None:
@@ -80,6 +84,13 @@ def add_parser(subparsers: Any) -> None:
         help="write into a non-empty --out, replacing the files mtcp predict writes",
     )
     parser.add_argument("--raw", choices=RAW_FORMATS, default="png", help="raw value format")
+    parser.add_argument(
+        "--outputs",
+        choices=OUTPUT_SETS,
+        default="all",
+        help="all (default): pictures, panel and raw values; maps: raw values and legend.json "
+        "only (faster; the review page then has no pictures)",
+    )
     parser.add_argument("--every", type=int, default=1, help="videos: keep every N-th frame")
     parser.add_argument(
         "--review-rate",
@@ -134,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         inputs,
         args.out,
         raw=args.raw,
+        outputs=args.outputs,
         every=args.every,
         review_rate=args.review_rate,
         review_threshold=args.review_threshold,

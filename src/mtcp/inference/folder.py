@@ -6,9 +6,11 @@ while the model runs in this one, and each predicted image is scored and written
 thread while the model runs on the next batch. Every image is resized to the network's input
 size, so images of any size share a batch; the outputs are resized back to each image's own
 size. Each image's review score (:mod:`mtcp.inference.review`) is computed from the network's
-inputs and outputs of its batch. With ``refine=True`` each image's depth and normals are
-refined to agree (:meth:`Predictor.refine`, in the writing thread) before they are written and
-scored for coherence; the review score stays that of the network's outputs. A failure of one
+inputs and outputs of its batch, and so are the coherence scores of the CSV (at the network's
+size, where the model predicts: the full-size maps are resized from those). With
+``refine=True`` each image's depth and normals are refined to agree (:meth:`Predictor.refine`,
+in the writing thread) at the image's size, where they are written and scored for coherence;
+the review score stays that of the network's outputs. A failure of one
 image (unreadable file, a decoder error, any exception while predicting, scoring or writing it)
 is reported, listed in ``predictions.csv`` with its error, and skipped; the others go on.
 
@@ -33,8 +35,15 @@ from tqdm import tqdm
 from mtcp.errors import MtcpError
 from mtcp.inference.inputs import DecodedImages, as_list, expand_inputs, stack_inputs
 from mtcp.inference.maps import to_numpy_maps
-from mtcp.inference.outputs import RAW_FORMATS, coherence_scores, write_csv, write_outputs
+from mtcp.inference.outputs import (
+    OUTPUT_SETS,
+    RAW_FORMATS,
+    coherence_scores,
+    write_csv,
+    write_outputs,
+)
 from mtcp.inference.predictor import Predictor
+from mtcp.inference.review import coherence_of
 from mtcp.inference.review_report import write_report
 from mtcp.io import remove_stale_temporaries
 
@@ -112,9 +121,10 @@ class _Writer:
         report: Callable[[str], None],
         threads: int,
         refine: bool = False,
+        pictures: bool = True,
     ) -> None:
         self.predictor, self.out, self.raw, self.report = predictor, out, raw, report
-        self.refine = refine
+        self.refine, self.pictures = refine, pictures
         self.used: set[str] = set()
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
         self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
@@ -149,10 +159,14 @@ class _Writer:
             if self.refine:
                 raw_maps = self.predictor.refine(raw_maps, rgb.shape[:2])
             maps = to_numpy_maps({t: v[None] for t, v in raw_maps.items()}, self.predictor.tasks)[0]
-            scores = coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
-            write_outputs(
-                folder, rgb, maps, self.predictor.tasks, self.raw, self.predictor.class_names
+            # unrefined: the review's, computed at the network's size where the model predicts
+            scores = (
+                coherence_scores(maps, self.predictor.camera(rgb.shape[:2]))
+                if self.refine
+                else coherence_of(verdict.parts)
             )
+            names = self.predictor.class_names
+            write_outputs(folder, rgb, maps, self.predictor.tasks, self.raw, names, self.pictures)
         except Exception as err:  # any failure of one image: listed, the others go on
             self.fail(item, f"{item['name']}: {_describe(err)}", "failed")
             return
@@ -199,6 +213,7 @@ def predict_to_folder(
     out: str | Path,
     *,
     raw: str = "png",
+    outputs: str = "all",
     every: int = 1,
     review_rate: float | None = None,
     review_threshold: float | None = None,
@@ -217,6 +232,7 @@ def predict_to_folder(
         inputs: image files, folders of images, videos.
         out: output folder (new or empty unless ``overwrite``).
         raw: raw value format, ``"png"`` or ``"npy"`` (:mod:`mtcp.inference.outputs`).
+        outputs: ``"all"`` or ``"maps"`` (raw values and ``legend.json`` only, no pictures).
         every: videos: keep every ``every``-th frame.
         review_rate: review budget, the share of images flagged (default: the model's
             calibration's ``review.rate``).
@@ -237,6 +253,8 @@ def predict_to_folder(
     """
     if raw not in RAW_FORMATS:
         raise MtcpError(f"raw format {raw!r}: expected one of {', '.join(RAW_FORMATS)}")
+    if outputs not in OUTPUT_SETS:
+        raise MtcpError(f"outputs {outputs!r}: expected one of {', '.join(OUTPUT_SETS)}")
     if refine:
         predictor.check_refine()
     out = check_output_folder(out, overwrite)
@@ -250,7 +268,7 @@ def predict_to_folder(
         collate_fn=as_list,
         num_workers=min(workers, len(entries)),
     )
-    writer = _Writer(predictor, out, raw, report, writer_threads, refine)
+    writer = _Writer(predictor, out, raw, report, writer_threads, refine, outputs == "all")
     budget = {"rate": review_rate, "threshold": review_threshold}
     has_video = any(e.kind == "video" for e in entries)
     bar = _progress_bar(None if has_video else len(entries), progress)

@@ -18,12 +18,19 @@ raw values, ``png``  ``semseg.png`` (``human_parts.png``): argmax class ids, 8-b
 raw values, ``npy``  every map as ``<task>.npy`` (the arrays of :mod:`mtcp.inference.maps`)
 ==================== ========================================================================
 
+``outputs="maps"`` (:data:`OUTPUT_SETS`) writes only the raw values and ``legend.json`` (the
+class names; no depth range): no pictures, for a pipeline that reads the maps and wants the
+throughput (the review page then shows the scores without pictures).
+
 Every file is written atomically (:mod:`mtcp.io`). ``predictions.csv`` has one row per input
 (:data:`CSV_COLUMNS`): its status (``ok``, ``unreadable`` or ``failed`` with the error in
-``reason``), size and the coherence scores (SPEC §7) computed with the training camera scaled
-to the image: ``depth_normal_deg`` (mean angle between the predicted normals and those implied
-by the predicted depth; lower is better) and ``boundary_f`` (agreement of segmentation and depth
-boundaries; higher is better; ``nan`` = undefined, e.g. constant maps, not flagged).
+``reason``), size and the coherence scores (SPEC §7): ``depth_normal_deg`` (mean angle between
+the predicted normals and those implied by the predicted depth; lower is better) and
+``boundary_f`` (agreement of segmentation and depth boundaries; higher is better; ``nan`` =
+undefined, e.g. constant maps, not flagged). They are those of the network's maps at its input
+size with the training camera — the resolution the model predicts at, and the values its review
+score uses (:func:`mtcp.inference.review.coherence_of`); with ``refine``, those of the refined
+maps as written, at the image's size with the camera scaled to it (:func:`coherence_scores`).
 ``review_score`` (in [0, 1], higher = more likely wrong), ``review = 1`` and ``reason`` (why, in
 words) come from the review score calibrated at the end of ``mtcp train``
 (:mod:`mtcp.inference.review`; the checkpoint's budget ``review.rate`` unless a rate or a
@@ -48,6 +55,8 @@ from mtcp.io import atomic_write_bytes, atomic_write_text, write_json, write_png
 from mtcp.tasks import get_task
 
 RAW_FORMATS = ("png", "npy")
+#: what is written per image: everything, or the raw values and ``legend.json`` only
+OUTPUT_SETS = ("all", "maps")
 #: per image: the scale of its pictures (depth range in metres, class names), read by the review
 #: page (:func:`mtcp.inference.review_queue.legends`)
 LEGEND_FILE = "legend.json"
@@ -103,6 +112,7 @@ def write_outputs(
     tasks: Mapping[str, int],
     raw: str = "png",
     class_names: Mapping[str, Sequence[str]] | None = None,
+    pictures: bool = True,
 ) -> list[Path]:
     """Colourised PNGs, raw values and the panel of one image into ``folder`` (module table).
 
@@ -112,6 +122,7 @@ def write_outputs(
         tasks: ``{task: channels}``.
         raw: ``"png"`` or ``"npy"``.
         class_names: ``{task: [name per class id]}`` for the class keys (ids otherwise).
+        pictures: False: only the raw values and ``legend.json`` (``outputs="maps"``).
 
     Returns:
         the files written.
@@ -119,28 +130,32 @@ def write_outputs(
     folder = Path(folder)
     written: list[Path] = []
     class_names = class_names or {}
-    pictures = {"input": rgb}
+    shown = {"input": rgb}
     legends: dict[str, np.ndarray] = {}
     scales: dict[str, Any] = {"classes": {t: list(n) for t, n in class_names.items()}}
-    written.append(write_png(folder / "input.png", rgb, PNG_LEVEL))
+    if pictures:
+        written.append(write_png(folder / "input.png", rgb, PNG_LEVEL))
     for task, value in maps.items():
-        span: dict[str, float] = {}
-        if get_task(task).kind == "depth":  # one range for the colours, the bar and the file
-            lo, hi = viz.depth_range(value)
-            span = {"vmin": lo, "vmax": hi}
-            scales["depth"] = {**span, "unit": "m", "cmap": "turbo"}
-        colour = viz.colorize(task, value, n_classes=tasks[task], **span)
-        pictures[task] = colour
-        names = class_names.get(task)
-        legends[task] = viz.legend(task, value, colour.shape[1], tasks[task], names, **span)
-        written.append(write_png(folder / f"{task}_color.png", colour, PNG_LEVEL))
+        if pictures:
+            span: dict[str, float] = {}
+            if get_task(task).kind == "depth":  # one range for the colours, the bar and the file
+                lo, hi = viz.depth_range(value)
+                span = {"vmin": lo, "vmax": hi}
+                scales["depth"] = {**span, "unit": "m", "cmap": "turbo"}
+            colour = viz.colorize(task, value, n_classes=tasks[task], **span)
+            shown[task] = colour
+            names = class_names.get(task)
+            legends[task] = viz.legend(task, value, colour.shape[1], tasks[task], names, **span)
+            written.append(write_png(folder / f"{task}_color.png", colour, PNG_LEVEL))
         encode = RAW_PNG.get(get_task(task).kind) if raw == "png" else None
         if encode is None:
             written.append(atomic_write_bytes(folder / f"{task}.npy", npy_bytes(value)))
         else:
             name, picture = encode(task, value, tasks[task])
             written.append(write_png(folder / name, picture, PNG_LEVEL))
-    written.append(write_png(folder / "panel.png", viz.panel(pictures, legends=legends), PNG_LEVEL))
+    if pictures:
+        panel = viz.panel(shown, legends=legends)
+        written.append(write_png(folder / "panel.png", panel, PNG_LEVEL))
     written.append(write_json(folder / LEGEND_FILE, scales))
     return written
 

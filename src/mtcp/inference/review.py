@@ -263,14 +263,20 @@ def _uncalibrated(row: Mapping[str, float]) -> Review:
     bounded += [v for k, v in row.items() if k == "boundary_disagreement" or k.endswith("_entropy")]
     bounded = [v for v in bounded if math.isfinite(v)]
     score = min(max(sum(bounded) / len(bounded), 0.0), 1.0) if bounded else math.nan
-    scores = {
-        "depth_normal_deg": row.get("depth_normal_deg", math.nan),
-        "boundary_f": 1.0 - row.get("boundary_disagreement", math.nan),
-    }
-    text = review_flag(scores)
+    text = review_flag(coherence_of(row))
     if text:
         text = f"uncalibrated model, legacy rule: {text}"
     return Review(score, bool(text), text, dict(row), math.nan, False)
+
+
+def coherence_of(parts: Mapping[str, float]) -> dict[str, float]:
+    """The coherence scores ``{"depth_normal_deg", "boundary_f"}`` of a review's raw parts
+    (:attr:`Review.parts`, at the network's input size; NaN where the model lacks the tasks or
+    the camera)."""
+    return {
+        "depth_normal_deg": parts.get("depth_normal_deg", math.nan),
+        "boundary_f": 1.0 - parts.get("boundary_disagreement", math.nan),
+    }
 
 
 def review_flag(
