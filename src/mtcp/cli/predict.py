@@ -9,9 +9,11 @@ For every input image (``<name>`` = file stem; video frames ``<video>_f<frame>``
 ``DIR/<name>/``:
 
 ==================  =========================================================================
-``panel.png``       input and every task's colourised prediction side by side
+``panel.png``       input and every task's colourised prediction side by side, with scales
+``input.png``       the input image
 ``<task>_color.png`` colourised map: class palette, depth colormap (turbo, near = blue),
                     normals as RGB ((n + 1) / 2), edge / saliency probability as grey
+``legend.json``     the scales: depth range (metres) of the colours, class names per id
 raw values          ``--raw png`` (default): ``semseg.png`` class ids as 8-bit PNG,
                     ``depth_mm.png`` 16-bit millimetres (0 = none, saturates at 65.535 m),
                     ``edge_prob.png`` / ``sal_prob.png`` probability × 255, ``normals.npy``
@@ -22,8 +24,8 @@ raw values          ``--raw png`` (default): ``semseg.png`` class ids as 8-bit P
 that read the maps, faster.
 
 ``DIR/predictions.csv`` has one row per input with its status, size and the per-image
-coherence scores (SPEC §7) of the network's maps at its input size with the training camera
-(with ``--refine``: of the refined maps at the image's size): ``depth_normal_deg`` (mean angle
+coherence scores (SPEC §7; at the network's input size, with ``--refine`` of the refined maps
+at the image's size, see :mod:`mtcp.inference.outputs`): ``depth_normal_deg`` (mean angle
 between predicted normals and the normals implied by the predicted depth; lower is better) and
 ``boundary_f`` (agreement of segmentation and depth boundaries; higher is better; ``nan`` =
 undefined: neither map has a boundary, as in constant maps). ``review_score`` (in [0, 1],

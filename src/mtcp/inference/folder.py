@@ -6,11 +6,10 @@ while the model runs in this one, and each predicted image is scored and written
 thread while the model runs on the next batch. Every image is resized to the network's input
 size, so images of any size share a batch; the outputs are resized back to each image's own
 size. Each image's review score (:mod:`mtcp.inference.review`) is computed from the network's
-inputs and outputs of its batch, and so are the coherence scores of the CSV (at the network's
-size, where the model predicts: the full-size maps are resized from those). With
-``refine=True`` each image's depth and normals are refined to agree (:meth:`Predictor.refine`,
-in the writing thread) at the image's size, where they are written and scored for coherence;
-the review score stays that of the network's outputs. A failure of one
+inputs and outputs of its batch, and so are the CSV's coherence scores (at which size: see
+:mod:`mtcp.inference.outputs`). With ``refine=True`` each image's depth and normals are
+refined to agree (:meth:`Predictor.refine`, in the writing thread) before they are written and
+scored; the review score stays that of the network's outputs. A failure of one
 image (unreadable file, a decoder error, any exception while predicting, scoring or writing it)
 is reported, listed in ``predictions.csv`` with its error, and skipped; the others go on.
 

@@ -19,8 +19,9 @@ raw values, ``npy``  every map as ``<task>.npy`` (the arrays of :mod:`mtcp.infer
 ==================== ========================================================================
 
 ``outputs="maps"`` (:data:`OUTPUT_SETS`) writes only the raw values and ``legend.json`` (the
-class names; no depth range): no pictures, for a pipeline that reads the maps and wants the
-throughput (the review page then shows the scores without pictures).
+class names; no depth range) and removes the pictures an earlier run left in the image's
+folder: for a pipeline that reads the maps and wants the throughput (the review page then shows
+the scores without pictures).
 
 Every file is written atomically (:mod:`mtcp.io`). ``predictions.csv`` has one row per input
 (:data:`CSV_COLUMNS`): its status (``ok``, ``unreadable`` or ``failed`` with the error in
@@ -31,6 +32,8 @@ undefined, e.g. constant maps, not flagged). They are those of the network's map
 size with the training camera — the resolution the model predicts at, and the values its review
 score uses (:func:`mtcp.inference.review.coherence_of`); with ``refine``, those of the refined
 maps as written, at the image's size with the camera scaled to it (:func:`coherence_scores`).
+``boundary_f`` matches boundaries within a tolerance in pixels, so scores at two resolutions are
+not directly comparable.
 ``review_score`` (in [0, 1], higher = more likely wrong), ``review = 1`` and ``reason`` (why, in
 words) come from the review score calibrated at the end of ``mtcp train``
 (:mod:`mtcp.inference.review`; the checkpoint's budget ``review.rate`` unless a rate or a
@@ -114,7 +117,8 @@ def write_outputs(
     class_names: Mapping[str, Sequence[str]] | None = None,
     pictures: bool = True,
 ) -> list[Path]:
-    """Colourised PNGs, raw values and the panel of one image into ``folder`` (module table).
+    """Raw values and ``legend.json`` of one image into ``folder``, with ``pictures`` also the
+    input, the colourised PNGs and the panel (module table).
 
     Args:
         rgb: the input image, ``uint8 [H, W, 3]``.
@@ -122,7 +126,8 @@ def write_outputs(
         tasks: ``{task: channels}``.
         raw: ``"png"`` or ``"npy"``.
         class_names: ``{task: [name per class id]}`` for the class keys (ids otherwise).
-        pictures: False: only the raw values and ``legend.json`` (``outputs="maps"``).
+        pictures: False: only the raw values and ``legend.json`` (``outputs="maps"``); pictures
+            of an earlier run in ``folder`` are removed, so none is shown with these maps.
 
     Returns:
         the files written.
@@ -135,6 +140,9 @@ def write_outputs(
     scales: dict[str, Any] = {"classes": {t: list(n) for t, n in class_names.items()}}
     if pictures:
         written.append(write_png(folder / "input.png", rgb, PNG_LEVEL))
+    else:
+        for name in ["input.png", "panel.png"] + [f"{task}_color.png" for task in maps]:
+            (folder / name).unlink(missing_ok=True)
     for task, value in maps.items():
         if pictures:
             span: dict[str, float] = {}

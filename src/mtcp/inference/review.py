@@ -271,8 +271,8 @@ def _uncalibrated(row: Mapping[str, float]) -> Review:
 
 def coherence_of(parts: Mapping[str, float]) -> dict[str, float]:
     """The coherence scores ``{"depth_normal_deg", "boundary_f"}`` of a review's raw parts
-    (:attr:`Review.parts`, at the network's input size; NaN where the model lacks the tasks or
-    the camera)."""
+    (:attr:`Review.parts`, at the network's input size); NaN where the model lacks the tasks
+    (and, for ``depth_normal_deg``, the camera)."""
     return {
         "depth_normal_deg": parts.get("depth_normal_deg", math.nan),
         "boundary_f": 1.0 - parts.get("boundary_disagreement", math.nan),
