@@ -158,3 +158,13 @@ def test_csv_coherence_without_a_camera(predictor, tmp_path) -> None:
     (row,) = _rows(tmp_path / "o")
     assert row["status"] == "ok" and math.isnan(float(row["depth_normal_deg"]))
     assert 0.0 <= float(row["boundary_f"]) <= 1.0 or math.isnan(float(row["boundary_f"]))
+
+
+def test_files_are_flushed_to_disk_once_before_the_csv(predictor, tmp_path, monkeypatch) -> None:
+    calls = []
+    real_csv = folder_module.write_csv
+    monkeypatch.setattr(folder_module, "flush_to_disk", lambda: calls.append("flush"))
+    monkeypatch.setattr(folder_module, "write_csv", lambda *a: calls.append("csv") or real_csv(*a))
+    images = _images(tmp_path / "in", [(20, 30), (33, 21), (20, 30)])
+    predict_to_folder(predictor, [images], tmp_path / "out", workers=0, batch_size=2)
+    assert calls == ["flush", "csv"]

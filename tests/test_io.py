@@ -59,6 +59,23 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+def test_non_durable_writes_skip_fsync_and_stay_atomic(tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    mio.write_png(tmp_path / "a.png", torch.zeros(4, 5, dtype=torch.uint8).numpy(), durable=False)
+    mio.write_json(tmp_path / "a.json", {"x": 1}, durable=False)
+    assert calls == []
+    mio.write_json(tmp_path / "b.json", {"x": 1})
+    assert len(calls) == 2  # the data, then the folder's rename
+    path = tmp_path / "a.json"
+    with pytest.raises(RuntimeError), mio.atomic_open(path, "w", durable=False) as f:
+        f.write("half")
+        raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png", "b.json"]
+
+
 def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
     (tmp_path / ".last.ckpt.abc123.tmp").write_bytes(b"partial")
     (tmp_path / ".out.tmp-xyz").mkdir()

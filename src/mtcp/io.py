@@ -62,11 +62,13 @@ def _no_space(path: Path, err: OSError) -> MtcpError:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for a writer that takes a file name.
 
     On success the temporary file is renamed over ``path`` (with the usual permissions); on any
     exception (KeyboardInterrupt included) it is removed and ``path`` keeps its old content.
+    ``durable``: also flush the rename to disk (``fsync`` of the folder), so that it survives a
+    power cut; without it the write is still atomic for any crash of the process.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,28 +84,40 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise _no_space(path, err) from None
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
-    with atomic_path(path) as tmp, open(tmp, mode) as f:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "wb", durable: bool = True
+) -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``
+    (``durable``: see :func:`atomic_path`; the data is also ``fsync``-ed first)."""
+    with atomic_path(path, durable) as tmp, open(tmp, mode) as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns ``path``."""
-    with atomic_open(path, "wb") as f:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (``durable``: see :func:`atomic_path`)."""
+    with atomic_open(path, "wb", durable) as f:
         f.write(data)
     return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), durable)
+
+
+def flush_to_disk() -> None:
+    """Write every file of this machine's page cache to disk (``sync``; a no-op where the
+    platform has none): one call makes a batch of writes without ``durable`` durable."""
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
@@ -169,9 +183,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> Path:
+def write_json(
+    path: str | os.PathLike[str], data: Any, indent: int = 2, durable: bool = True
+) -> Path:
     """Write ``data`` as JSON atomically (NaN and inf stored as null); returns ``path``."""
-    return atomic_write_text(path, json.dumps(jsonable(data), indent=indent) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=indent) + "\n", durable)
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -193,9 +209,11 @@ def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
     return buf.getvalue()
 
 
-def write_png(path: str | os.PathLike[str], image: np.ndarray, compress_level: int = 6) -> Path:
+def write_png(
+    path: str | os.PathLike[str], image: np.ndarray, compress_level: int = 6, durable: bool = True
+) -> Path:
     """Write ``image`` (see :func:`png_bytes`) atomically as PNG; returns ``path``."""
-    return atomic_write_bytes(path, png_bytes(image, compress_level))
+    return atomic_write_bytes(path, png_bytes(image, compress_level), durable)
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:

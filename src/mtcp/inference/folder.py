@@ -44,7 +44,7 @@ from mtcp.inference.outputs import (
 from mtcp.inference.predictor import Predictor
 from mtcp.inference.review import coherence_of
 from mtcp.inference.review_report import write_report
-from mtcp.io import remove_stale_temporaries
+from mtcp.io import flush_to_disk, remove_stale_temporaries
 
 CSV_NAME = "predictions.csv"
 
@@ -287,6 +287,7 @@ def predict_to_folder(
         writer.close(cancel=not finished)
         bar.close()
         rows = [writer.rows[k] for k in sorted(writer.rows)]
+        flush_to_disk()  # the images' files, written without fsync, before the CSV lists them
         path = write_csv(out / CSV_NAME, rows)
     write_report(out)  # report.html, to share the run without a server
     return PredictSummary(out, path, rows, time.perf_counter() - start)
