@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dynamic", action="store_true", help="ONNX: leave batch, height and width free"
     )
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     parser.add_argument(
         "--quantize",
         choices=("int8",),
