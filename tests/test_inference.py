@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import mtcp
+from checkpoint_fixtures import write_train_checkpoint
 from mtcp.errors import MtcpError
 from mtcp.export import save_safetensors
-from mtcp.io import save_checkpoint
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1, "sal": 1}
 
@@ -24,19 +24,7 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = mtcp.create_model("mtcp_tiny", TASKS, channels=32, decoder_dims=[32, 64, 128])
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    save_checkpoint(
-        {
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "mtcp": {
-                "config": {"data": {"size": [64, 64]}},
-                "tasks": TASKS,
-                "model": model.config,
-                "intrinsics": [60.0, 60.0, 31.5, 31.5],
-            },
-        },
-        path,
-    )
-    return path
+    return write_train_checkpoint(path, model, {"size": [64, 64]}, [60.0, 60.0, 31.5, 31.5])
 
 
 def _check(maps, size):

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import mtcp
+from checkpoint_fixtures import write_train_checkpoint
 from mtcp.cli import main
 from mtcp.errors import MtcpError
 from mtcp.inference import precision as prec
-from mtcp.io import save_checkpoint
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3, "edge": 1}
 SIZE = (64, 96)
@@ -29,19 +29,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(3)
     model = mtcp.create_model("mtcp_tiny", TASKS, depth_init=3.0)
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    save_checkpoint(
-        {
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "mtcp": {
-                "config": {"data": {"size": list(SIZE), "synthetic_scenes": 8}},
-                "tasks": TASKS,
-                "model": model.config,
-                "intrinsics": [60.0, 60.0, 47.5, 31.5],
-            },
-        },
-        path,
-    )
-    return path
+    data = {"size": list(SIZE), "synthetic_scenes": 8}
+    return write_train_checkpoint(path, model, data, [60.0, 60.0, 47.5, 31.5])
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import mtcp
+from checkpoint_fixtures import write_train_checkpoint
 from mtcp.cli import main
 from mtcp.errors import MtcpError
 from mtcp.export import export_onnx
@@ -23,7 +24,6 @@ from mtcp.export.quantize import (
     quantize_onnx,
 )
 from mtcp.inference.formats import METADATA_KEY
-from mtcp.io import save_checkpoint
 
 TASKS = {"semseg": 12, "depth": 1, "normals": 3}
 SIZE = (64, 96)
@@ -109,17 +109,8 @@ def test_precision_mismatch_with_an_onnx_graph_is_a_clear_error(model, int8_file
 
 
 def test_cli_export_quantize_then_predict(model, tmp_path, capsys):
-    ckpt = tmp_path / "model.ckpt"
-    save_checkpoint(
-        {
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "mtcp": {
-                "config": {"data": {"size": list(SIZE), "source": "synthetic"}},
-                "tasks": TASKS,
-                "model": model.config,
-            },
-        },
-        ckpt,
+    ckpt = write_train_checkpoint(
+        tmp_path / "model.ckpt", model, {"size": list(SIZE), "source": "synthetic"}
     )
     out = tmp_path / "tiny.int8.onnx"
     args = ["export", str(ckpt), "--format", "onnx", "--quantize", "int8", "--out", str(out)]

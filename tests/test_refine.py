@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import mtcp
+from checkpoint_fixtures import write_train_checkpoint
 from mtcp.data.synthetic import render_scene
 from mtcp.errors import MtcpError
 from mtcp.geometry import angle_deg
 from mtcp.inference.refine import MAX_DEPTH_CHANGE, refine_depth_normals
-from mtcp.io import save_checkpoint
 from mtcp.metrics.coherence import depth_normal_coherence
 
 SIZE = (48, 64)
@@ -65,19 +65,7 @@ def test_refinement_checks_its_inputs() -> None:
 
 def _checkpoint(path, tasks, intrinsics):
     model = mtcp.create_model("mtcp_tiny", tasks, channels=32, decoder_dims=[32, 64, 128])
-    save_checkpoint(
-        {
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "mtcp": {
-                "config": {"data": {"size": [64, 64]}},
-                "tasks": tasks,
-                "model": model.config,
-                "intrinsics": intrinsics,
-            },
-        },
-        path,
-    )
-    return path
+    return write_train_checkpoint(path, model, {"size": [64, 64]}, intrinsics)
 
 
 def test_predict_refine_option(tmp_path) -> None:

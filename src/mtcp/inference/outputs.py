@@ -160,7 +160,9 @@ def write_outputs(
             written.append(_png(folder / f"{task}_color.png", colour))
         encode = RAW_PNG.get(get_task(task).kind) if raw == "png" else None
         if encode is None:
-            written.append(atomic_write_bytes(folder / f"{task}.npy", npy_bytes(value), False))
+            written.append(
+                atomic_write_bytes(folder / f"{task}.npy", npy_bytes(value), durable=False)
+            )
         else:
             name, picture = encode(task, value, tasks[task])
             written.append(_png(folder / name, picture))
