@@ -170,3 +170,18 @@ def test_agreement_measures_each_task_kind():
     assert scores["semseg_argmax"] == pytest.approx(flipped) and flipped < 0.75
     assert scores["depth_rel"] == pytest.approx(0.01)
     assert scores["normals_deg"] == pytest.approx(2.0, abs=1e-4)
+
+
+def test_precision_metrics_of_a_trained_model_carry_the_agreement_with_fp32(
+    trained_ckpt, monkeypatch
+):
+    from mtcp.benchmark.precision import precision_metrics
+    from mtcp.inference import precision as prec
+
+    monkeypatch.setattr(prec, "cpu_bf16_support", lambda: "AVX512_BF16")  # emulated elsewhere
+    metrics = precision_metrics(trained_ckpt, ("fp32", "bf16"), scenes=3)
+    fp32, bf16 = metrics["fp32"]["agreement"], metrics["bf16"]["agreement"]
+    assert fp32 == {"semseg_argmax": 1.0, "depth_rel": 0.0, "normals_deg": 0.0}
+    assert 0.99 <= bf16["semseg_argmax"] <= 1.0 and 0 < bf16["depth_rel"] <= 0.01
+    assert 0 < bf16["normals_deg"] <= 1.0  # bf16 really ran: not bit-identical
+    assert set(metrics["bf16"]) == set(metrics["fp32"]) and "mIoU" in metrics["bf16"]["semseg"]

@@ -1,6 +1,7 @@
 """``predict_to_folder`` (``mtcp predict``): never destroys a user's files, one failing image
-never stops the others, worker decoding gives the same files as in-process decoding, the CSV's
-coherence is the review's (network size), ``--outputs maps`` writes the raw values only."""
+never stops the others, decoding workers and writing threads give the files of work in turn,
+the CSV's coherence is the review's (network size), ``--outputs maps`` writes the raw values
+only."""
 
 from __future__ import annotations
 
@@ -93,11 +94,20 @@ def test_one_failing_image_is_listed_and_the_others_go_on(predictor, tmp_path, m
     assert not (tmp_path / "out" / "im1").exists()
 
 
-def test_worker_processes_give_the_files_of_in_process_decoding(predictor, tmp_path, capsys):
+def test_workers_and_writer_threads_give_the_files_of_work_in_turn(predictor, tmp_path, capsys):
     images = _images(tmp_path / "in", [(20, 30), (33, 21), (20, 30), (50, 64), (7, 9)])
-    a = predict_to_folder(predictor, [images], tmp_path / "a", raw="npy", workers=0)
+    a = predict_to_folder(
+        predictor, [images], tmp_path / "a", raw="npy", workers=0, writer_threads=0
+    )
     b = predict_to_folder(
-        predictor, [images], tmp_path / "b", raw="npy", workers=2, batch_size=3, progress=True
+        predictor,
+        [images],
+        tmp_path / "b",
+        raw="npy",
+        workers=2,
+        writer_threads=3,
+        batch_size=3,
+        progress=True,
     )
     assert "img/s" in capsys.readouterr().err  # the progress bar's rate
     assert a.n_ok == b.n_ok == 5

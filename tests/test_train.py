@@ -10,22 +10,14 @@ import lightning as L
 import pytest
 import torch
 
+from conftest import TINY_TRAIN
 from mtcp.engine.config import load_config
 from mtcp.engine.run_dir import make_run_dir
 from mtcp.engine.training import train
 
 TASKS = ["semseg", "depth", "normals", "edge"]
-TINY = [
-    f"data.tasks={TASKS}",
-    "data.size=64x64",
-    "data.synthetic_scenes=8",
-    "data.val_fraction=0.25",
-    "data.batch_size=3",
-    "model.options={channels: 32, decoder_dims: [32, 64, 128]}",
-    "optim.lr=2e-3",
-    "trainer.progress_bar=false",
-    "trainer.log_every_n_steps=1",
-]
+#: conftest's tiny run (its one epoch overridden by each test) on four tasks, logging every step
+TINY = [*TINY_TRAIN, f"data.tasks={TASKS}", "trainer.log_every_n_steps=1"]
 
 
 class TrainingSetLoss(L.Callback):

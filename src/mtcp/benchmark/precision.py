@@ -225,7 +225,11 @@ def precision_metrics(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{precision: {task: {metric: value}}}`` of an ``mtcp train`` checkpoint on ``scenes``
     held-out synthetic scenes at its training size (the MTI-Net protocol, no coherence). int8
-    is its quantized graph, calibrated on ``calibration`` scenes of its training data."""
+    is its quantized graph, calibrated on ``calibration`` scenes of its training data.
+
+    With fp32 among ``precisions``, each precision also has ``"agreement"``: :func:`agreement`
+    of its raw outputs with fp32's on the same scenes (fp32's own: exact agreement), the
+    figures of a trained model rather than of random weights."""
     from torch.utils.data import DataLoader
 
     from mtcp.data.build import build_dataset
@@ -238,6 +242,7 @@ def precision_metrics(
     size = tuple(meta["config"]["data"]["size"])
     dataset = build_dataset("synthetic", "test", tasks, size=size, n=scenes)
     results: dict[str, dict[str, dict[str, float]]] = {}
+    raw: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="mtcp-precision-") as tmp:
         for precision in precisions:
             model, _, _ = load_checkpoint_model(checkpoint)
@@ -249,11 +254,18 @@ def precision_metrics(
             else:
                 predictor = Predictor(model, tasks, size, precision=precision)
             metrics = build_metrics(tasks, "mtinet", coherence=False)
+            outputs: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
             for batch in DataLoader(dataset, batch_size=4):
                 with torch.inference_mode(), prec.autocast(predictor.precision):
-                    out = predictor.model(batch["image"])
-                metrics.update({t: out[t].float() for t in tasks}, batch)
+                    out = {t: v.float() for t, v in predictor.model(batch["image"]).items()}
+                metrics.update({t: out[t] for t in tasks}, batch)
+                for t in tasks:
+                    outputs[t].append(out[t].numpy())
             results[precision] = to_floats(metrics.compute())
+            raw[precision] = {t: np.concatenate(v) for t, v in outputs.items()}
+    if "fp32" in raw:
+        for precision in results:
+            results[precision]["agreement"] = agreement(raw[precision], raw["fp32"])
     return results
 
 

@@ -42,8 +42,9 @@ with status ``unreadable`` or ``failed`` and its error, and skipped; the others 
 must predict both and store its training camera.
 
 ``DIR`` must be new or empty; ``--overwrite`` replaces the files mtcp predict writes there and
-leaves any other file alone. Images are decoded in ``--workers`` processes while the model
-runs; a progress bar with images/s is shown on a terminal.
+leaves any other file alone. Images are decoded in ``--workers`` processes and written in
+``--writer-threads`` threads while the model runs; a progress bar with images/s is shown on a
+terminal.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def add_parser(subparsers: Any) -> None:
         "--workers", type=int, default=None, help="image decoding processes (0 = none; default 2)"
     )
     parser.add_argument(
+        "--writer-threads",
+        type=int,
+        default=None,
+        help="threads scoring and writing the predicted images while the model runs (0 = in "
+        "turn with the model; default 2, 1 on a one-core machine)",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="adjust depth and normals jointly so that they agree (seconds per image)",
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         refine=args.refine,
         batch_size=args.batch_size,
         workers=args.workers,
+        writer_threads=args.writer_threads,
         progress=sys.stderr.isatty(),
         report=lambda message: print(f"mtcp predict: {message}", file=sys.stderr),
     )

@@ -141,7 +141,7 @@ class Verdict:
 
 def claim_components(study: Study, metric: str) -> tuple[list[str], list[bool]]:
     """Per-image keys a claim's ``metric`` is computed from, and their directions."""
-    if metric in stats.DELTA_M_METRICS:
+    if metric in stats.DELTA_M_CLAIM_METRICS:
         tasks = [t for t in study.tasks if t in DELTA_M_METRICS]
         return [f"{t}/{DELTA_M_METRICS[t][0]}" for t in tasks], [
             DELTA_M_METRICS[t][1] > 0 for t in tasks
@@ -162,7 +162,7 @@ def judge(
     """Decide ``claim`` on the result files ``results`` (``{configuration: {seed: result}}``)."""
     keys, directions = claim_components(study, claim.metric)
     sides = [claim.better, claim.than]
-    if claim.metric in stats.DELTA_M_METRICS:
+    if claim.metric in stats.DELTA_M_CLAIM_METRICS:
         sides.append(study.reference)
     per_seed = {}
     for seed in study.seeds:

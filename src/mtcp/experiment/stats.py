@@ -37,7 +37,7 @@ MIN_SEEDS = 2
 N_BOOT = 2000
 LEVEL = 0.95
 #: metrics computed from the per-task main metrics (components ``t``) instead of one value
-DELTA_M_METRICS = ("delta_m", "delta_m_worst")
+DELTA_M_CLAIM_METRICS = ("delta_m", "delta_m_worst")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def compare(
     if a.ndim != 3 or a.shape != b.shape:
         raise ValueError(f"expected two arrays [S, N, T] of one shape, got {a.shape}, {b.shape}")
     signs = np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
-    if metric in DELTA_M_METRICS:
+    if metric in DELTA_M_CLAIM_METRICS:
         if reference is None:
             raise ValueError(f"{metric} needs the reference configuration's values")
         r = np.asarray(reference, dtype=np.float64)
@@ -146,7 +146,7 @@ def compare(
     else:
         outcome = INCONCLUSIVE
     relative = None
-    if metric not in DELTA_M_METRICS and math.isfinite(than_mean) and than_mean != 0:
+    if metric not in DELTA_M_CLAIM_METRICS and math.isfinite(than_mean) and than_mean != 0:
         relative = 100.0 * effect / abs(than_mean)
     return Comparison(
         outcome, effect, low, high, better_mean, than_mean, relative, n_seeds, n_images

@@ -43,7 +43,7 @@ import yaml
 
 from mtcp.engine.config import Config, config_from_dict, load_config
 from mtcp.errors import MtcpError
-from mtcp.experiment.stats import DELTA_M_METRICS
+from mtcp.experiment.stats import DELTA_M_CLAIM_METRICS
 from mtcp.inference.refine import refine_depth_normals
 from mtcp.metrics.per_image import per_image_keys
 
@@ -275,7 +275,7 @@ def _check(study: Study, where: str) -> None:
                 raise MtcpError(
                     f"{where}: claim {claim.text!r} names unknown configuration {ref!r}"
                 )
-        allowed = [*DELTA_M_METRICS, *per_image_keys(study.tasks)]
+        allowed = [*DELTA_M_CLAIM_METRICS, *per_image_keys(study.tasks)]
         if claim.metric not in allowed:
             raise MtcpError(
                 f"{where}: claim {claim.text!r}: metric {claim.metric!r} has no per-image "

@@ -93,6 +93,13 @@ def default_workers() -> int:
     return min(2, max((os.cpu_count() or 1) - 1, 0))
 
 
+def default_writer_threads() -> int:
+    """Writing threads: 2 where there are 2 cores or more (about 1.2× the images/s of one on
+    2 cores with the default outputs, the same with ``outputs="maps"``; BENCHMARKS.md), else
+    1."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def _output_name(name: str, used: set[str]) -> str:
     stem = name.split("#")[0]
     base = Path(stem).stem + (f"_f{int(name.split('#')[1]):06d}" if "#" in name else "")
@@ -220,7 +227,7 @@ def predict_to_folder(
     refine: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
-    writer_threads: int = 1,
+    writer_threads: int | None = None,
     progress: bool = False,
     report: Callable[[str], None] = lambda message: None,
 ) -> PredictSummary:
@@ -243,7 +250,7 @@ def predict_to_folder(
         workers: decoding processes (``0`` = decode in this process; default
             :func:`default_workers`).
         writer_threads: threads scoring and writing predicted images while the model runs
-            (``0`` = in turn with the model).
+            (``0`` = in turn with the model; default :func:`default_writer_threads`).
         progress: show a progress bar with images/s on stderr.
         report: called with one line per skipped input.
 
@@ -261,6 +268,8 @@ def predict_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     workers = default_workers() if workers is None else max(int(workers), 0)
+    if writer_threads is None:
+        writer_threads = default_writer_threads()
     loader = DataLoader(
         DecodedImages(entries, predictor.size, every),
         batch_size=max(int(batch_size), 1),
