@@ -10,12 +10,12 @@ import lightning as L
 import pytest
 import torch
 
+from conftest import TINY_TASKS as TASKS
 from conftest import TINY_TRAIN
 from mtcp.engine.config import load_config
 from mtcp.engine.run_dir import make_run_dir
 from mtcp.engine.training import train
 
-TASKS = ["semseg", "depth", "normals", "edge"]
 #: conftest's tiny run (its one epoch overridden by each test) on four tasks, logging every step
 TINY = [*TINY_TRAIN, f"data.tasks={TASKS}", "trainer.log_every_n_steps=1"]
 

@@ -51,6 +51,7 @@ from mtcp.io import atomic_path
 
 __all__ = ["ONNX_OPSET", "ONNX_TOLERANCE", "export_onnx", "relative_error", "save_safetensors"]
 
+#: 17 (onnxruntime >= 1.17); 20 writes GELU as one node but ran int8 no faster (BENCHMARKS.md)
 ONNX_OPSET = 17
 #: largest accepted ``max|onnx - torch| / max|torch|`` per task when an export is verified
 ONNX_TOLERANCE = 1e-3

@@ -268,15 +268,14 @@ def predict_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     workers = default_workers() if workers is None else max(int(workers), 0)
-    if writer_threads is None:
-        writer_threads = default_writer_threads()
+    threads = default_writer_threads() if writer_threads is None else max(int(writer_threads), 0)
     loader = DataLoader(
         DecodedImages(entries, predictor.size, every),
         batch_size=max(int(batch_size), 1),
         collate_fn=as_list,
         num_workers=min(workers, len(entries)),
     )
-    writer = _Writer(predictor, out, raw, report, writer_threads, refine, outputs == "all")
+    writer = _Writer(predictor, out, raw, report, threads, refine, outputs == "all")
     budget = {"rate": review_rate, "threshold": review_threshold}
     has_video = any(e.kind == "video" for e in entries)
     bar = _progress_bar(None if has_video else len(entries), progress)
